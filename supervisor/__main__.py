@@ -1,0 +1,5 @@
+"""``python -m supervisor`` is ``pyair``."""
+
+from .cli import run
+
+run()
