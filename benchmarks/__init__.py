@@ -1,0 +1,1 @@
+"""pyair's benchmarks: ``make bench`` (``python -m benchmarks``)."""

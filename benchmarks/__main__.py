@@ -1,0 +1,20 @@
+"""``python -m benchmarks``: every benchmark, one after the other, with the machine named."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import reload
+from .common import machine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args()
+    print(f"machine: {machine()}\n")
+    reload.main(["--rounds", str(args.rounds)])
+
+
+if __name__ == "__main__":
+    main()

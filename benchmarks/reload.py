@@ -1,0 +1,168 @@
+"""Save→served for a .py edit: pyair vs the watchfiles CLI vs a cold start, interleaved.
+
+    python -m benchmarks.reload --rounds 30
+
+Each tool supervises its own copy of a tiny http.server app. Every round saves a new VERSION
+into each copy in turn and polls the app until it serves it; the floor is a cold
+``python app.py`` started by hand and polled until it answers. One run, interleaved rounds,
+so the machine's noise hits every tool alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .common import (
+    APP,
+    Series,
+    bench_env,
+    free_port,
+    poll_until,
+    pyair_argv,
+    stop,
+    table,
+    write_version,
+)
+
+PYAIR_TOML = """
+[build]
+full_bin = "{python} app.py"
+[env]
+PORT = "{port}"
+"""
+
+
+class Supervised:
+    """One supervisor process watching its own project copy."""
+
+    def __init__(self, name: str, base: Path, argv: Callable[[Path, int], list[str]]) -> None:
+        self.name = name
+        self.dir = base / name.replace(" ", "_")
+        self.dir.mkdir()
+        (self.dir / "app.py").write_text(APP)
+        self.port = free_port()
+        self.version = 0
+        self.log = open(self.dir.parent / f"{self.dir.name}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            argv(self.dir, self.port),
+            cwd=self.dir,
+            env=bench_env(self.port),
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        poll_until(self.port, "version=0", timeout=30)
+        time.sleep(1.0)  # let the watcher settle before the first edit
+
+    def round(self) -> float:
+        self.version += 1
+        t0 = write_version(self.dir / "app.py", str(self.version))
+        return (poll_until(self.port, f"version={self.version}") - t0) * 1000
+
+    def close(self) -> None:
+        stop(self.proc)
+        self.log.close()
+
+
+def cold_start(base: Path) -> float:
+    work = base / "cold"
+    work.mkdir(exist_ok=True)
+    (work / "app.py").write_text(APP)
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"], cwd=work, env=bench_env(port), stdin=subprocess.DEVNULL
+    )
+    try:
+        return (poll_until(port, "version=0") - t0) * 1000
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def pyair(project: Path, port: int) -> list[str]:
+    (project / ".air.toml").write_text(PYAIR_TOML.format(python=sys.executable, port=port))
+    return pyair_argv("-c", str(project / ".air.toml"))
+
+
+def watchfiles_cli(project: Path, port: int) -> list[str]:
+    exe = Path(sys.executable).parent / "watchfiles"
+    return [str(exe), f"{sys.executable} app.py", str(project)]
+
+
+def run(rounds: int) -> tuple[Series, list[Series]]:
+    base = Path(tempfile.mkdtemp(prefix="pyair-bench-"))
+    floor = Series("cold `python app.py` (floor)")
+    tools = [Supervised("pyair", base, pyair), Supervised("watchfiles CLI", base, watchfiles_cli)]
+    series = {tool.name: Series(tool.name) for tool in tools}
+    try:
+        for _ in range(rounds):
+            floor.samples.append(cold_start(base))
+            for tool in tools:
+                series[tool.name].samples.append(tool.round())
+                time.sleep(0.3)  # let the restarted app settle before the next tool's edit
+    finally:
+        for tool in tools:
+            tool.close()
+        shutil.rmtree(base, ignore_errors=True)
+    return floor, list(series.values())
+
+
+def burst_restarts(files: int = 500) -> int:
+    """How many times pyair restarts the app for a burst of ``files`` new .py files."""
+    base = Path(tempfile.mkdtemp(prefix="pyair-burst-"))
+    try:
+        project = base / "p"
+        project.mkdir()
+        (project / "app.py").write_text(
+            APP.replace("if __name__", "open('starts.log', 'a').write('x\\n')\nif __name__")
+        )
+        port = free_port()
+        proc = subprocess.Popen(
+            pyair(project, port),
+            cwd=project,
+            env=bench_env(port),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            poll_until(port, "version=0", timeout=30)
+            time.sleep(1.0)
+            pkg = project / "pkg"
+            pkg.mkdir()
+            for i in range(files):
+                (pkg / f"m{i}.py").write_text(f"X = {i}\n")
+            time.sleep(3.0)  # a bounded window for any extra restart to show up
+            return (project / "starts.log").read_text().count("x") - 1
+        finally:
+            stop(proc)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    args = parser.parse_args(argv)
+    floor, rows = run(args.rounds)
+    print(table(".py save → new version served (tiny http.server app)", [floor, *rows], floor))
+    by_name = {row.name: row for row in rows}
+    pyair_row, peer = by_name["pyair"], by_name["watchfiles CLI"]
+    print(
+        f"pyair - floor: {pyair_row.median - floor.median:+.1f} ms median; "
+        f"pyair / watchfiles CLI: {pyair_row.median / peer.median:.2f}x"
+    )
+    print(f"restarts for a 500-file burst: pyair {burst_restarts()}")
+
+
+if __name__ == "__main__":
+    main()

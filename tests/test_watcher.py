@@ -1,0 +1,538 @@
+"""The watcher: air's filter rules (pure) and the real watcher on real files in tmp_path.
+
+Every wait is on a condition with a deadline; a bounded wait for an *absence* (no second
+batch) uses move_on_after. Sleeps that pace a writer are marked ``# poll``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from supervisor.classify import Change, FileChange
+from supervisor.config import BuildConfig, Config
+from supervisor.watcher import Watcher, build_filter, is_editor_junk, merge_changes
+
+REPO = Path(__file__).resolve().parent.parent
+A, M, D = Change.added, Change.modified, Change.deleted
+
+
+def make_config(root: Path, **build: Any) -> Config:
+    return Config(root=root.resolve(), build=replace(BuildConfig(), **build))
+
+
+def quiet_period(config: Config) -> float:
+    """How long 'nothing more came' must last: 3 x delay + 200 ms."""
+    return 3 * config.build.delay / 1000 + 0.2
+
+
+def inotify_watches() -> int:
+    """inotify watches this process holds, over all its inotify instances."""
+    total = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target == "anon_inode:inotify":
+            with open(f"/proc/self/fdinfo/{fd}") as info:
+                total += sum(1 for line in info if line.startswith("inotify wd:"))
+    return total
+
+
+class Run:
+    def __init__(
+        self,
+        watcher: Watcher,
+        receive: MemoryObjectReceiveStream[list[FileChange]],
+        notices: list[str],
+    ) -> None:
+        self.watcher = watcher
+        self.receive = receive
+        self.notices = notices
+
+    async def batch(self, timeout: float = 5.0) -> list[FileChange]:
+        with anyio.fail_after(timeout):
+            return await self.receive.receive()
+
+    async def assert_quiet(self, seconds: float | None = None) -> None:
+        """Bounded wait for an absence: no further batch within ``seconds``."""
+        with anyio.move_on_after(seconds or quiet_period(self.watcher.config)):
+            extra = await self.receive.receive()
+            pytest.fail(f"unexpected extra batch: {extra}")
+
+
+@asynccontextmanager
+async def watching(config: Config) -> AsyncIterator[Run]:
+    notices: list[str] = []
+    send, receive = anyio.create_memory_object_stream[list[FileChange]](100)
+    watcher = Watcher(config, notice=notices.append)
+    async with receive, anyio.create_task_group() as tg:
+        await tg.start(watcher.run, send)
+        yield Run(watcher, receive, notices)
+        tg.cancel_scope.cancel()
+
+
+def project(tmp_path: Path) -> Path:
+    root = tmp_path.resolve() / "proj"
+    (root / "src").mkdir(parents=True)
+    (root / "templates").mkdir()
+    (root / "app.py").write_text("version = 1\n")
+    (root / "templates" / "x.html").write_text("<p>1</p>\n")
+    return root
+
+
+# --------------------------------------------------------------------------- filter (pure)
+
+
+ROOT = Path("/proj")
+
+
+def accepts(rel: str, **build: Any) -> bool:
+    config = Config(root=ROOT, build=replace(BuildConfig(), **build))
+    return build_filter(config)(Change.modified, str(ROOT / rel))
+
+
+def test_filter_include_ext() -> None:
+    assert accepts("app.py")
+    assert accepts("templates/page.html")
+    assert not accepts("README.md")
+    assert not accepts("Makefile")
+    assert accepts("README.md", include_ext=("md",))
+    assert accepts("README.md", include_ext=(".md",))
+    assert not accepts("app.py", include_ext=("md",))
+    assert accepts("Makefile", include_ext=("*",))
+    assert accepts(".env", include_ext=("env",))  # Go's filepath.Ext: ".env" -> "env"
+
+
+def test_filter_include_file_passes_whatever_the_extension_or_directory() -> None:
+    assert accepts("Procfile", include_file=("Procfile",))
+    assert accepts("vendor/patched.cfg", include_file=("./vendor/patched.cfg",))
+    assert not accepts("vendor/other.py", include_file=("vendor/patched.cfg",))
+    assert not accepts("conf/Procfile", include_file=("Procfile",))  # root-relative, exact
+
+
+def test_filter_exclude_file_globs_the_root_relative_path() -> None:
+    assert not accepts("settings_local.py", exclude_file=("settings_*.py",))
+    assert not accepts("pkg/models_gen.py", exclude_file=("pkg/*_gen.py",))
+    assert accepts("other/models_gen.py", exclude_file=("pkg/*_gen.py",))
+    assert not accepts("Procfile", include_file=("Procfile",), exclude_file=("Proc*",))
+
+
+def test_filter_exclude_regex_searches_the_absolute_path() -> None:
+    assert not accepts("tests/app_test.py")  # the default: _test\.py$
+    assert accepts("tests/test_app.py")
+    assert not accepts("gen/x.py", exclude_regex=(r"^/proj/gen/",))
+    assert accepts("src/gen/x.py", exclude_regex=(r"^/proj/gen/",))
+
+
+def test_filter_exclude_dir_is_an_exact_root_relative_path() -> None:
+    assert not accepts("assets/app.js")  # default exclude_dir: assets, tmp, vendor, testdata
+    assert not accepts("assets/deep/app.js")
+    assert accepts("src/assets/app.js")  # not a basename match
+    assert not accepts("src/gen/x.py", exclude_dir=("src/gen/",))
+    assert accepts("gen/x.py", exclude_dir=("src/gen",))
+
+
+def test_filter_include_dir_limits_the_watch() -> None:
+    assert accepts("src/app.py", include_dir=("src",))
+    assert accepts("src/deep/app.py", include_dir=("src",))
+    assert not accepts("app.py", include_dir=("src",))
+    assert not accepts("srcfoo/app.py", include_dir=("src",))  # a path prefix, not a string one
+    assert not accepts("src/.cache/app.py", include_dir=("src",))
+
+
+def test_filter_skips_hidden_tmp_testdata_and_always_excluded_dirs() -> None:
+    assert not accepts(".idea/x.py")
+    assert not accepts("src/.hidden/x.py")
+    assert not accepts("web/node_modules/pkg/x.js", include_ext=("js",))
+    assert not accepts("src/__pycache__/x.py")
+    assert not accepts("lib/site-packages/x.py")
+    assert not accepts(".venv/lib/x.py")
+    build = replace(BuildConfig(), exclude_dir=())
+    custom = Config(root=ROOT, tmp_dir="out", testdata_dir="fixtures", build=build)
+    check = build_filter(custom)
+    assert not check(Change.added, "/proj/out/x.py")
+    assert not check(Change.added, "/proj/fixtures/x.py")
+    assert check(Change.added, "/proj/tmp/x.py")  # tmp is only excluded by default
+    assert check(Change.added, "/proj/.env.py")  # hidden *files* are not hidden dirs
+
+
+def test_filter_ignores_editor_junk() -> None:
+    junk = [
+        "4913",
+        "5036",
+        "app.py~",
+        ".app.py.swp",
+        ".app.py.swx",
+        ".#app.py",
+        "#app.py#",
+        "x.html.tmp",
+        "app.py.___jb_tmp___",
+        "app.py.___jb_old___",
+        ".DS_Store",
+        "app.cpython-311.pyc",
+    ]
+    for name in junk:
+        assert is_editor_junk(name), name
+        assert not accepts(f"src/{name}", include_ext=("*",)), name
+    for name in ("4914", "2024", "app.py", "swap.py", "x.html"):
+        assert not is_editor_junk(name), name
+
+
+def test_merge_rules() -> None:
+    exists = {"/p/new.py", "/p/saved.py", "/p/kept.html"}.__contains__
+    known = {"/p/saved.py", "/p/gone.py", "/p/kept.html"}
+    events = [
+        (A, "/p/4913"),  # vim's probe: added then deleted
+        (D, "/p/4913"),
+        (D, "/p/saved.py"),  # deleted then added: an atomic save
+        (A, "/p/saved.py"),
+        (A, "/p/new.py"),  # new, then written again: still new
+        (M, "/p/new.py"),
+        (M, "/p/gone.py"),  # modified then deleted: deleted
+        (D, "/p/gone.py"),
+        (A, "/p/kept.html"),  # renamed onto a known file: modified
+    ]
+    assert merge_changes(events, known=known, exists=exists) == [
+        (D, "/p/gone.py"),
+        (M, "/p/kept.html"),
+        (A, "/p/new.py"),
+        (M, "/p/saved.py"),
+    ]
+    # order inside a raw batch is unknown (watchfiles yields sets): same answer reversed
+    assert merge_changes(reversed(events), known=known, exists=exists) == merge_changes(
+        events, known=known, exists=exists
+    )
+
+
+# --------------------------------------------------------------------------- the real watcher
+
+
+@pytest.mark.anyio
+async def test_one_save_is_one_batch(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    config = make_config(root)
+    async with watching(config) as run:
+        start = time.perf_counter()
+        (root / "app.py").write_text("version = 2\n")
+        batch = await run.batch()
+        elapsed = time.perf_counter() - start
+        assert batch == [(M, str(root / "app.py"))]
+        assert elapsed < 1.0, f"{elapsed * 1000:.0f} ms from write to batch"
+        await run.assert_quiet()
+        assert run.notices == []
+
+
+@pytest.mark.anyio
+async def test_burst_of_500_files_is_one_batch(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    config = make_config(root)
+    async with watching(config) as run:
+        paths = [root / "src" / f"mod{i:03}.py" for i in range(500)]
+        for path in paths:  # as fast as possible, like a git checkout
+            path.write_text("x = 1\n")
+        batch = await run.batch()
+        assert batch == [(A, str(p)) for p in paths]
+        await run.assert_quiet()
+
+
+@pytest.mark.anyio
+async def test_formatter_rewriting_50_files_is_one_batch(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    paths = [root / "src" / f"mod{i:02}.py" for i in range(50)]
+    for path in paths:
+        path.write_text("x=1\n")
+    config = make_config(root)
+    async with watching(config) as run:
+        for path in paths:
+            path.write_text("x = 1\n")
+            # pacing: a formatter writes a file about every 5 ms
+            await anyio.sleep(0.005)  # poll
+        batch = await run.batch()
+        assert batch == [(M, str(p)) for p in paths]
+        await run.assert_quiet()
+
+
+@pytest.mark.anyio
+async def test_editor_atomic_save_reports_only_the_target(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    target = root / "templates" / "x.html"
+    config = make_config(root)
+    async with watching(config) as run:
+        folder = target.parent
+        (folder / ".x.html.swp").write_bytes(b"swap")
+        probe = folder / "4913"  # vim checks it may create files here
+        probe.write_bytes(b"")
+        probe.unlink()
+        (folder / "x.html~").write_bytes(target.read_bytes())  # backup
+        temp = folder / "x.html.tmp"
+        temp.write_text("<p>2</p>\n")
+        os.replace(temp, target)
+        batch = await run.batch()
+        assert batch == [(M, str(target))]
+        await run.assert_quiet()
+
+
+@pytest.mark.anyio
+async def test_temp_file_created_and_deleted_is_dropped(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    config = make_config(root)
+    async with watching(config) as run:
+        scratch = root / "src" / "scratch.py"
+        scratch.write_text("tmp\n")
+        scratch.unlink()
+        (root / "app.py").write_text("version = 2\n")
+        batch = await run.batch()
+        assert batch == [(M, str(root / "app.py"))]
+        await run.assert_quiet()
+
+
+@pytest.mark.anyio
+async def test_same_file_rewritten_every_30_ms_is_one_batch(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    # a trailing window has to be longer than the gap it should bridge: 100 ms > 30 ms
+    # (watchfiles alone yields about every 100 ms here: 3 batches in 300 ms)
+    config = make_config(root, delay=100)
+    async with watching(config) as run:
+        for i in range(10):
+            (root / "app.py").write_text(f"version = {i}\n")
+            # pacing: one write every 30 ms for 300 ms
+            await anyio.sleep(0.03)  # poll
+        batch = await run.batch()
+        assert batch == [(M, str(root / "app.py"))]
+        await run.assert_quiet()
+
+
+@pytest.mark.anyio
+async def test_continuous_writes_are_cut_at_the_cap(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    config = make_config(root, delay=100)  # cap: max(1000, 10 x 100) ms
+    async with watching(config) as run, anyio.create_task_group() as tg:
+        done = anyio.Event()
+
+        async def writer() -> None:
+            for i in range(90):  # about 1.8 s of writes 20 ms apart
+                (root / "app.py").write_text(f"version = {i}\n")
+                await anyio.sleep(0.02)  # poll
+            done.set()
+
+        start = anyio.current_time()
+        tg.start_soon(writer)
+        first = await run.batch()
+        at = anyio.current_time() - start
+        assert first == [(M, str(root / "app.py"))]
+        assert not done.is_set(), "the cap did not cut the burst"
+        assert 0.9 <= at <= 1.6, at
+        await done.wait()
+        assert await run.batch() == [(M, str(root / "app.py"))]
+
+
+@pytest.mark.anyio
+async def test_new_directories_are_watched_and_removed_ones_dropped(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    config = make_config(root)
+    async with watching(config) as run:
+        deep = root / "pkg" / "sub"
+        deep.mkdir(parents=True)  # like a git checkout: directories with files at once
+        (root / "pkg" / "__init__.py").write_text("")
+        (deep / "a.py").write_text("a = 1\n")
+        batch = await run.batch()
+        assert batch == [(A, str(root / "pkg" / "__init__.py")), (A, str(deep / "a.py"))]
+        assert {root / "pkg", deep} <= set(run.watcher.watched_dirs)
+
+        (deep / "a.py").write_text("a = 2\n")
+        (deep / "b.py").write_text("b = 1\n")
+        assert await run.batch() == [(M, str(deep / "a.py")), (A, str(deep / "b.py"))]
+
+        shutil.rmtree(root / "pkg")
+        batch = await run.batch()
+        assert sorted(batch) == sorted(
+            [
+                (D, str(root / "pkg" / "__init__.py")),
+                (D, str(deep / "a.py")),
+                (D, str(deep / "b.py")),
+            ]
+        )
+        with anyio.fail_after(5):
+            while root / "pkg" in run.watcher.watched_dirs:
+                await anyio.sleep(0.01)  # poll
+        assert run.watcher.watched_dirs == [root, root / "src", root / "templates"]
+        # and the same name again is a new directory again
+        (root / "pkg").mkdir()
+        (root / "pkg" / "c.py").write_text("c = 1\n")
+        assert await run.batch() == [(A, str(root / "pkg" / "c.py"))]
+        await run.assert_quiet()
+
+
+@pytest.mark.anyio
+async def test_exclude_unchanged_drops_a_same_content_rewrite(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    config = make_config(root, exclude_unchanged=True)
+    async with watching(config) as run:
+        (root / "app.py").write_text("version = 1\n")  # same bytes
+        await run.assert_quiet()
+        (root / "app.py").write_text("version = 2\n")
+        assert await run.batch() == [(M, str(root / "app.py"))]
+        (root / "app.py").write_text("version = 2\n")  # the new bytes are remembered
+        await run.assert_quiet()
+
+
+@pytest.mark.anyio
+async def test_excluded_trees_cost_no_inotify_watches(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    (root / "src" / "pkg").mkdir()
+    (root / "web" / "node_modules" / "react").mkdir(parents=True)
+    (root / "vendor" / "lib").mkdir(parents=True)  # exclude_dir default
+    (root / "tmp").mkdir()  # tmp_dir
+    (root / ".git" / "objects").mkdir(parents=True)  # hidden
+    (root / "src" / "__pycache__").mkdir()
+    modules = root / "node_modules"
+    modules.mkdir()
+    # 50,000 files in 500 directories; hard links to a few seed files are ~20x faster to
+    # create than new inodes on a busy ext4 (an inode takes at most 65,000 links)
+    seeds = [modules / f"seed{i}.js" for i in range(5)]
+    for seed in seeds:
+        seed.write_text("module.exports = {}\n")
+    for d in range(500):
+        folder = modules / f"pkg{d}"
+        folder.mkdir()
+        seed = str(seeds[d % len(seeds)])
+        for f in range(100):
+            os.link(seed, folder / f"f{f}.js")
+    assert inotify_watches() == 0
+    config = make_config(root, include_ext=("py", "html", "js"))
+    async with watching(config) as run:
+        kept = [root, root / "src", root / "src" / "pkg", root / "templates", root / "web"]
+        assert run.watcher.watched_dirs == kept
+        assert inotify_watches() == len(kept)
+        (modules / "pkg0" / "new.js").write_text("")  # not watched at all
+        (root / "app.py").write_text("version = 2\n")
+        assert await run.batch() == [(M, str(root / "app.py"))]
+
+
+@pytest.mark.anyio
+async def test_poll_mode(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    config = make_config(root, poll=True, poll_interval=500)
+    async with watching(config) as run:
+        assert run.watcher.polling
+        assert inotify_watches() == 0
+        (root / "src" / "new.py").write_text("x = 1\n")
+        assert await run.batch(timeout=5) == [(A, str(root / "src" / "new.py"))]
+        (root / "pkg").mkdir()
+        (root / "pkg" / "a.py").write_text("a = 1\n")
+        assert await run.batch(timeout=5) == [(A, str(root / "pkg" / "a.py"))]
+        # notify's poller keeps whole-second mtimes (watchfiles #319): two saves in the same
+        # second must both be seen, each once
+        app = root / "app.py"
+        for version in (2, 3):
+            app.write_text(f"version = {version}\n")
+            assert await run.batch(timeout=5) == [(M, str(app))]
+        await run.assert_quiet(0.8)  # more than a poll interval: no late duplicate
+
+
+FALLBACK_SCRIPT = textwrap.dedent(
+    """
+    import ctypes, errno, json, os, sys
+    from pathlib import Path
+
+    import anyio
+
+    from supervisor.config import Config
+    from supervisor.watcher import Watcher
+
+    root, uid = Path(sys.argv[1]), int(sys.argv[2])
+    libc = ctypes.CDLL(None, use_errno=True)
+    # keep root's capabilities (to read the project) while the effective uid is a throwaway
+    # user, so that only that user's inotify instances are used up
+    if libc.prctl(28, 1 << 2, 0, 0, 0) != 0:  # PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP
+        print(json.dumps({"skip": "prctl(PR_SET_SECUREBITS) not permitted"}))
+        sys.exit(0)
+    os.setresuid(0, uid, 0)
+    held = []
+    while (fd := libc.inotify_init1(os.O_CLOEXEC)) >= 0:
+        held.append(fd)
+    if ctypes.get_errno() != errno.EMFILE:
+        print(json.dumps({"skip": f"inotify_init1 failed with errno {ctypes.get_errno()}"}))
+        sys.exit(0)
+
+    async def main():
+        notices = []
+        send, receive = anyio.create_memory_object_stream(10)
+        watcher = Watcher(Config(root=root), notice=notices.append)
+        async with anyio.create_task_group() as tg:
+            await tg.start(watcher.run, send)
+            (root / "new.py").write_text("x = 1\\n")
+            with anyio.fail_after(10):
+                batch = await receive.receive()
+            tg.cancel_scope.cancel()
+        result = {"notices": notices, "polling": watcher.polling, "held": len(held)}
+        result["batch"] = [[int(change), path] for change, path in batch]
+        print(json.dumps(result))
+
+    anyio.run(main)
+    """
+)
+
+
+def test_falls_back_to_polling_when_inotify_is_exhausted(tmp_path: Path) -> None:
+    """A real limit: a throwaway uid whose inotify instances (max_user_instances) are used up."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to use up a throwaway user's inotify instances")
+    root = tmp_path.resolve() / "proj"
+    root.mkdir()
+    (root / "app.py").write_text("version = 1\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("WATCHFILES_FORCE_POLLING", None)
+    uid = 2_000_000_000 + os.getpid() % 1000
+    proc = subprocess.run(
+        [sys.executable, "-c", FALLBACK_SCRIPT, str(root), str(uid)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "skip" in result:
+        pytest.skip(result["skip"])
+    assert result["held"] > 0
+    assert result["polling"] is True
+    assert len(result["notices"]) == 1, result["notices"]
+    assert "falling back to polling" in result["notices"][0]
+    assert "Too many open files" in result["notices"][0]
+    assert result["batch"] == [[int(A), str(root / "new.py")]]
+
+
+@pytest.mark.anyio
+async def test_shutdown_is_prompt_and_closes_the_stream(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    send, receive = anyio.create_memory_object_stream[list[FileChange]](10)
+    watcher = Watcher(make_config(root))
+    with anyio.fail_after(2):
+        async with anyio.create_task_group() as tg:
+            await tg.start(watcher.run, send)
+            assert inotify_watches() == 3
+            tg.cancel_scope.cancel()
+    with anyio.fail_after(2):  # notify closes the inotify fd from its own thread
+        while inotify_watches():
+            await anyio.sleep(0.01)  # poll
+    with pytest.raises(anyio.EndOfStream):
+        receive.receive_nowait()
+    receive.close()
