@@ -1,5 +1,7 @@
 """The ``PyairError`` family: every user-facing failure carries a location and a fix.
 
+Example::
+
     raise ConfigError("unknown key 'dealy'", path=p, line=7, hint="did you mean 'delay'?")
     # -> .air.toml:7: unknown key 'dealy'; did you mean 'delay'?
 """
