@@ -1,0 +1,192 @@
+"""The command line, `pyair init`, the console and the module import graph."""
+
+from __future__ import annotations
+
+import ast
+import io
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from support import REPO, pyair_command, pyair_env
+
+from supervisor.cli import parse_args
+from supervisor.config import ColorConfig, LogConfig
+from supervisor.console import Console
+from supervisor.errors import ConfigError
+
+
+def run_pyair(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        pyair_command(*args),
+        cwd=cwd,
+        env=pyair_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_version(tmp_path: Path) -> None:
+    result = run_pyair("--version", cwd=tmp_path)
+    assert result.returncode == 0
+    assert re.fullmatch(r"pyair \d+\.\d+\.\d+\n", result.stdout)
+
+
+def test_dotted_overrides_and_app_args_are_split() -> None:
+    _, overrides, app_args = parse_args(
+        ["-d", "--build.delay", "50", "--build.exclude_dir=a,b", "--env.FOO", "1", "--", "-x"]
+    )
+    assert overrides == {"build.delay": "50", "build.exclude_dir": "a,b", "env.FOO": "1"}
+    assert app_args == ["-x"]
+
+
+def test_stray_positional_argument_is_a_usage_error() -> None:
+    with pytest.raises(ConfigError, match="put the app's own arguments after --"):
+        parse_args(["app.py"])
+
+
+def test_init_detects_flask_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("from flask import Flask\napp = Flask(__name__)\n")
+    first = run_pyair("init", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "detected a Flask app in app.py" in first.stderr
+    written = (tmp_path / ".air.toml").read_text()
+    assert 'full_bin = "python -m flask --app app run --port 5000"' in written
+    second = run_pyair("init", cwd=tmp_path)
+    assert second.returncode == 2
+    assert second.stderr.strip().endswith("already exists; remove it first to write a new one")
+    assert (tmp_path / ".air.toml").read_text() == written
+
+
+def test_init_config_loads_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("from fastapi import FastAPI\napp = FastAPI()\n")
+    assert run_pyair("init", cwd=tmp_path).returncode == 0
+    from supervisor.config import load_config
+
+    config = load_config(tmp_path / ".air.toml")
+    assert config.app_command().shell == "python -m uvicorn main:app --port 8000"
+
+
+def test_init_without_an_app_says_what_it_looked_for(tmp_path: Path) -> None:
+    result = run_pyair("init", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no app found" in result.stderr
+    assert not (tmp_path / ".air.toml").exists()
+
+
+def _console(**log: bool) -> tuple[Console, io.StringIO]:
+    out = io.StringIO()
+    return Console(LogConfig(**log), ColorConfig(), stream=out), out
+
+
+def test_console_is_plain_text_when_not_a_tty() -> None:
+    console, out = _console()
+    console.watcher("app.py changed")
+    console.runner("pid 1 ready in 40 ms")
+    assert out.getvalue() == "watch  app.py changed\nrun    pid 1 ready in 40 ms\n"
+
+
+def test_console_colours_when_forced() -> None:
+    out = io.StringIO()
+    console = Console(LogConfig(), ColorConfig(mode="always"), stream=out)
+    console.watcher("x")
+    assert "\x1b[36m" in out.getvalue()  # cyan, air's watcher colour
+
+
+def test_console_main_only_silent_and_time() -> None:
+    console, out = _console(main_only=True)
+    console.watcher("hidden")
+    console.main("shown")
+    console.error("errors always show")
+    assert "hidden" not in out.getvalue()
+    assert "shown" in out.getvalue() and "errors always show" in out.getvalue()
+    silent, quiet = _console(silent=True)
+    silent.main("nothing")
+    silent.error("nothing")
+    assert quiet.getvalue() == ""
+    timed, stamped = _console(time=True)
+    timed.main("tick")
+    assert re.match(r"\[\d\d:\d\d:\d\d\] pyair  tick\n", stamped.getvalue())
+
+
+# The layering of DESIGN.md: a module may import only modules below it in this list.
+LAYERS = [
+    "cli",
+    "smoke",
+    "init",
+    "engine",
+    "watcher",
+    "classify",
+    "process",
+    "control",
+    "proxy",
+    "console",
+    "config",
+    "errors",
+    "protocol",
+]
+THIRD_PARTY_HOME = {"rich": "console", "watchfiles": "watcher", "psutil": "process", "h11": "proxy"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level and node.module:
+                found.add(node.module.split(".")[0])
+            elif node.level:
+                found.update(alias.name for alias in node.names)
+            elif node.module:
+                found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+    return found
+
+
+def test_import_graph_points_down_the_layers() -> None:
+    package = REPO / "supervisor"
+    for module in LAYERS:
+        path = package / f"{module}.py"
+        if not path.exists():
+            continue
+        imports = _imports(path)
+        below = set(LAYERS[LAYERS.index(module) + 1 :])
+        for other in set(LAYERS) & imports:
+            assert other in below, f"{module} imports {other}, which is not below it"
+        for lib, home in THIRD_PARTY_HOME.items():
+            if lib in imports:
+                assert module == home, f"{module} imports {lib}; only {home} may"
+
+
+def test_agent_start_up_imports_only_stdlib_and_protocol() -> None:
+    """What runs when the app starts; engine adapters load lazily, when the app imports one."""
+    agent = REPO / "supervisor" / "agent"
+    if not agent.exists():
+        pytest.skip("no agent package")
+    allowed_local = {"protocol", "agent", "supervisor", "bootstrap"}
+    start_up = [agent / "__init__.py", *(agent / "bootstrap").glob("*.py")]
+    for path in start_up:
+        top_level = [
+            node
+            for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.Import | ast.ImportFrom)
+        ]
+        for node in top_level:
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+            )
+            for name in names:
+                root = name.split(".")[0]
+                assert root in allowed_local or root in _stdlib(), f"{path.name} imports {name}"
+
+
+def _stdlib() -> frozenset[str]:
+    import sys
+
+    return frozenset(sys.stdlib_module_names) | {"__future__", ""}
