@@ -30,10 +30,13 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from .agent import ENV_VAR as AGENT_ENV
+from .agent import bootstrap_dir
 from .classify import FileChange, Plan, classify
 from .config import AppCommand, Config, child_environment
 from .console import Console
-from .process import TREE_ENV, AppProcess, Guardian, StepResult, run_step
+from .control import TEMPLATE_ERROR, ControlServer, SwapResult
+from .process import TREE_ENV, AppProcess, Guardian, StepResult, belongs_to_tree, run_step
 from .watcher import Watcher
 
 RERUN_BACKOFF_CAP_MS = 30_000
@@ -71,6 +74,8 @@ class Engine:
         self._task_group: TaskGroup | None = None
         self._stopping: AppProcess | None = None
         self._generation = 0
+        self.control: ControlServer | None = None
+        self._cycles = 0  # restart cycles in flight
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -78,8 +83,10 @@ class Engine:
         """Run until a stop signal; returns the process exit code (0 after a clean stop)."""
         self._banner()
         guardian = Guardian.start(self.token)
+        control = ControlServer(is_member=self._in_app_tree, log=self.console.debug)
         try:
-            async with anyio.create_task_group() as tg:
+            async with control, anyio.create_task_group() as tg:
+                self.control = control
                 self._task_group = tg
                 tg.start_soon(self._handle_signals)
                 send, receive = anyio.create_memory_object_stream[list[FileChange]](64)
@@ -110,6 +117,19 @@ class Engine:
         dirs = watcher.watched_dirs
         return f"watching {len(dirs)} directories under {self.config.root}"
 
+    def _with_agent(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The app's environment plus what loads the template agent inside Python apps."""
+        assert self.control is not None
+        with_agent = dict(env)
+        with_agent[AGENT_ENV] = self.control.path
+        existing = with_agent.get("PYTHONPATH")
+        bootstrap = str(bootstrap_dir())
+        with_agent["PYTHONPATH"] = bootstrap + (os.pathsep + existing if existing else "")
+        return with_agent
+
+    def _in_app_tree(self, pid: int) -> bool:
+        return belongs_to_tree(pid, self.token)
+
     def _debug_fs(self, message: str) -> None:
         self.console.debug(message)
 
@@ -123,10 +143,9 @@ class Engine:
                 else:
                     self.console.main("killing at once")
                     self._force = True
-                    victim = self._stopping or self.app
-                    if victim is not None:
-                        # a second signal: no more grace for the app tree
-                        await victim.stop(interrupt=False, kill_delay_ms=0)
+                    for victim in (self._stopping, self.app):
+                        if victim is not None:
+                            await victim.kill()  # a second signal: no more grace
 
     async def _shutdown(self) -> None:
         self.state = State.stopping
@@ -160,18 +179,64 @@ class Engine:
         if plan.action == "assets":
             self.console.watcher(f"{what} changed (static, served from disk)")
             return
-        # templates fall back to a restart until an agent can swap them in place
+        if plan.action == "swap" and await self._swap_templates(plan, what):
+            return
         self.console.clear_on_rebuild()
         self.console.watcher(f"{what} changed")
+        self._restart(plan)
+
+    def _restart(self, plan: Plan | None) -> None:
         assert self._task_group is not None
         if self._build_scope is not None:
             self._build_scope.cancel()
         self._task_group.start_soon(self._cycle, "change", plan)
 
+    async def _swap_templates(self, plan: Plan, what: str) -> bool:
+        """Hot-swap ``plan.templates`` in the running app; False when a restart must do it."""
+        if self._cycles and self.state is State.building:
+            # the app about to be started reads every template afresh
+            self.console.debug(f"{what} changed during a restart: the new app loads it")
+            return True
+        assert self.control is not None
+        timeout = self.config.templates.swap_timeout
+        result = await self.control.swap(list(plan.templates), timeout_ms=timeout)
+        if result.ok:
+            self.console.runner(self._swapped_line(result, what))
+            return True
+        if result.reason == TEMPLATE_ERROR and result.error is not None:
+            error = result.error
+            self.console.error(
+                f"{error}; the previous template keeps serving",
+                source=source_excerpt(error.file, error.line),
+            )
+            return True
+        if self.config.templates.on_no_agent == "ignore":
+            self.console.watcher(f"{what} changed; not swapped ({result.reason}), ignored")
+            return True
+        self.console.watcher(f"{what} changed; not swapped ({result.reason}): restarting")
+        self._restart(plan)
+        return True
+
+    def _swapped_line(self, result: SwapResult, what: str) -> str:
+        names = ", ".join(result.names) or what
+        line = f"swapped {names} in {result.rtt_ms:.1f} ms"
+        if self.app is not None:
+            line += f" (pid {self.app.pid}, no restart)"
+        if result.unclaimed:
+            line += f"; no engine uses {len(result.unclaimed)} of the files"
+        return line
+
     # -- build and restart ------------------------------------------------------------------
 
     async def _cycle(self, why: str, plan: Plan | None) -> None:
         """Build (cancellable by the next change), then swap the old app for a new one."""
+        self._cycles += 1
+        try:
+            await self._build_and_start(why)
+        finally:
+            self._cycles -= 1
+
+    async def _build_and_start(self, why: str) -> None:
         started = time.perf_counter()
         env = app_environment(self.config, self.token)
         with anyio.CancelScope() as scope:
@@ -236,7 +301,9 @@ class Engine:
         try:
             self._generation += 1
             token = f"{self.token}/app-{self._generation}"
-            app = await AppProcess.start(command, cwd=self.config.root, env=env, token=token)
+            app = await AppProcess.start(
+                command, cwd=self.config.root, env=self._with_agent(env), token=token
+            )
         except OSError as exc:
             self.console.error(f"cannot start {command.display}: {exc}")
             self.state = State.crashed
@@ -351,6 +418,21 @@ def without_shell(command: AppCommand, env: Mapping[str, str]) -> AppCommand:
     if exe is None:
         return command
     return AppCommand(argv=(exe, *argv[1:]), shell=None)
+
+
+def source_excerpt(file: str | None, line: int | None, context: int = 2) -> list[str]:
+    """The lines around ``line`` of ``file``, numbered, the failing one marked with ``>``."""
+    if not file or not line:
+        return []
+    try:
+        lines = Path(file).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    first, last = max(1, line - context), min(len(lines), line + context)
+    return [
+        f"{'>' if number == line else ' '} {number:>4} | {lines[number - 1]}"
+        for number in range(first, last + 1)
+    ]
 
 
 def _probe(url: str, port: int) -> bool:

@@ -183,6 +183,19 @@ def tree_pids(token: str) -> set[int]:
     return {pid for pid, entry in _table(token).items() if entry.marked}
 
 
+def belongs_to_tree(pid: int, token: str) -> bool:
+    """Whether ``pid`` carries ``PYAIR_TREE=<token>`` (or a token nested under it).
+
+    Cheap enough for every control-socket connection: one read of ``/proc/PID/environ``.
+    """
+    _check_token(token)
+    try:
+        environ = b"\0" + _read(f"/proc/{pid}/environ")
+    except OSError:
+        return False
+    return any(needle in environ for needle in _needles(token))
+
+
 def _alive(proc: psutil.Process) -> bool:
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
@@ -470,6 +483,14 @@ class AppProcess:
                     report = await self._stop(interrupt, kill_delay_ms)
                 self._report = report
             return self._report
+
+    async def kill(self) -> None:
+        """SIGKILL the whole tree now, even while a polite ``stop()`` is still waiting.
+
+        For a second Ctrl-C: the pending ``stop()`` then sees the tree gone and returns.
+        """
+        with anyio.CancelScope(shield=True):
+            await _kill_tree(self._tree, leader_wait=False)
 
     async def _stop(self, interrupt: bool, kill_delay_ms: int) -> StopReport:
         started = time.monotonic()

@@ -1,0 +1,473 @@
+"""Supervisor side of the control socket: a private Unix socket the in-app agent connects to.
+
+    async with ControlServer(is_member=tree.contains, log=console.control) as control:
+        env["PYAIR_CONTROL"] = control.path          # plus PYTHONPATH=agent.bootstrap_dir()
+        ...start the app...
+        result = await control.swap(["/abs/templates/page.html"], timeout_ms=2000)
+        if result.fallback:                          # "no agent" / "timeout" / "disconnected"
+            ...restart instead...
+
+The socket lives in a fresh ``mkdtemp`` directory (0700) and is itself 0600. Every connection's
+peer is checked with ``SO_PEERCRED``: same uid, and ``is_member(pid)`` must say the pid belongs
+to the app tree pyair started; anything else is logged and closed. The newest agent to say
+hello is the current one; its disconnect clears it. Bad frames are logged and dropped (an
+oversized or garbage header closes that one connection); nothing here raises into the engine
+except misuse (``path`` before the server started).
+
+``is_member`` is called on the event loop, so it must be quick (a psutil parent walk is fine).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import socket
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import anyio
+import anyio.abc
+from anyio.abc import SocketAttribute
+
+from . import protocol
+from .protocol import PROTOCOL_VERSION, FrameDecoder, FrameTooLarge, ProtocolError
+
+__all__ = [
+    "AGENT_ERROR",
+    "DISCONNECTED",
+    "NO_AGENT",
+    "SWAPPED",
+    "TEMPLATE_ERROR",
+    "TIMEOUT",
+    "AgentInfo",
+    "ControlServer",
+    "SwapResult",
+    "TemplateError",
+]
+
+SOCKET_NAME = "control.sock"
+RECV_SIZE = 65536
+
+# SwapResult.reason values
+SWAPPED = "swapped"  # the agent swapped everything (ok=True)
+TEMPLATE_ERROR = "template error"  # the agent refused: a template did not compile; old ones serve
+NO_AGENT = "no agent"  # nobody to ask: fall back
+TIMEOUT = "timeout"  # asked, no ack in time: fall back
+DISCONNECTED = "disconnected"  # the agent went away mid-swap: fall back
+AGENT_ERROR = "agent error"  # the agent itself failed (not the template): fall back
+
+
+@dataclass(frozen=True)
+class TemplateError:
+    """Where a changed template failed to compile (file/line may be unknown)."""
+
+    file: str | None
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file or "<template>"
+        if self.line is not None:
+            where += f":{self.line}"
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    """What one ``swap()`` came to. ``reason`` is one of the module's reason constants."""
+
+    ok: bool
+    reason: str
+    names: tuple[str, ...] = ()
+    ms: float = 0.0  # time the agent spent (compile + swap)
+    rtt_ms: float = 0.0  # send → ack, as pyair saw it
+    error: TemplateError | None = None
+    unclaimed: tuple[str, ...] = ()  # changed paths no engine in the app knew about
+
+    @property
+    def fallback(self) -> bool:
+        """True when no agent answered, so the change still needs a restart (or an ignore)."""
+        return self.reason in (NO_AGENT, TIMEOUT, DISCONNECTED, AGENT_ERROR)
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    pid: int  # from SO_PEERCRED, not from the hello
+    uid: int
+    version: int
+    engines: tuple[str, ...]
+    connected_at: float  # time.monotonic()
+
+
+@dataclass(eq=False)
+class _Waiter:
+    event: anyio.Event = field(default_factory=anyio.Event)
+    reply: protocol.Message | None = None
+
+
+@dataclass(eq=False)
+class _Conn:
+    stream: anyio.abc.SocketStream
+    pid: int
+    uid: int
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    info: AgentInfo | None = None
+    waiting: dict[int, _Waiter] = field(default_factory=dict)
+
+    async def send(self, msg: protocol.Message) -> None:
+        data = protocol.encode(msg)
+        async with self.lock:
+            await self.stream.send(data)
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a connected Unix socket."""
+    if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred
+        fmt = "3i"
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize(fmt))
+        pid, uid, gid = struct.unpack(fmt, raw)
+        return pid, uid, gid
+    if sys.platform == "darwin":  # pragma: no cover - not run in CI
+        sol_local, local_peercred, local_peerpid = 0, 0x001, 0x002
+        pid = sock.getsockopt(sol_local, local_peerpid)
+        fmt = "IIh16I"  # struct xucred: version, uid, ngroups, groups[16]
+        raw = sock.getsockopt(sol_local, local_peercred, struct.calcsize(fmt))
+        _version, uid, _ngroups, *groups = struct.unpack(fmt, raw)
+        return pid, uid, groups[0]
+    raise OSError("peer credentials are not available on this platform")  # pragma: no cover
+
+
+class ControlServer:
+    """The private control socket and the agent connected to it. See the module docstring.
+
+    One-shot: start it once (``async with`` or ``serve()``), close it once.
+    """
+
+    def __init__(
+        self,
+        *,
+        is_member: Callable[[int], bool],
+        log: Callable[[str], None],
+        max_frame: int = protocol.MAX_FRAME,
+        hello_timeout: float = 10.0,
+    ) -> None:
+        self._is_member = is_member
+        self._log = log
+        self._max_frame = max_frame
+        self._hello_timeout = hello_timeout
+        self._dir: str | None = None
+        self._path: str | None = None
+        self._current: _Conn | None = None
+        self._ids = itertools.count(1)
+        self._scope: anyio.CancelScope | None = None
+        self._closed: anyio.Event | None = None
+        self._hello: anyio.Event | None = None
+        self._own_tg: anyio.abc.TaskGroup | None = None
+
+    # --- state ------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The socket path for ``PYAIR_CONTROL`` (available once the server is started)."""
+        if self._path is None:
+            raise RuntimeError("ControlServer is not started")
+        return self._path
+
+    @property
+    def directory(self) -> str:
+        if self._dir is None:
+            raise RuntimeError("ControlServer is not started")
+        return self._dir
+
+    @property
+    def agent(self) -> AgentInfo | None:
+        """The current agent (the newest that said hello and is still connected)."""
+        return self._current.info if self._current is not None else None
+
+    @property
+    def agent_connected(self) -> bool:
+        return self._current is not None
+
+    async def wait_for_agent(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for an agent; True if one is connected."""
+        with anyio.move_on_after(timeout):
+            while self._current is None:
+                if self._hello is None:  # not started, or closed
+                    return False
+                await self._hello.wait()
+        return self._current is not None
+
+    # --- lifetime ---------------------------------------------------------------------------
+
+    async def serve(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Create the directory and socket, then accept agents until cancelled or ``aclose()``.
+
+        For ``await task_group.start(server.serve)``; ``async with server`` does this for you.
+        """
+        if self._scope is not None:
+            raise RuntimeError("ControlServer already started")
+        self._closed = anyio.Event()
+        self._hello = anyio.Event()
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            try:
+                self._dir = tempfile.mkdtemp(prefix="pyair-")
+                os.chmod(self._dir, 0o700)
+                path = os.path.join(self._dir, SOCKET_NAME)
+                listener = await anyio.create_unix_listener(path, mode=0o600)
+                self._path = path
+                async with listener, anyio.create_task_group() as tg:
+                    task_status.started()
+                    await self._accept_loop(listener, tg)
+            finally:
+                self._current = None
+                self._hello = None  # wait_for_agent() now answers False at once
+                self._cleanup_files()
+                self._closed.set()
+
+    async def _accept_loop(
+        self, listener: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup
+    ) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:  # EMFILE and friends: say so, back off, go on
+                self._log(f"control: accept failed: {exc}")
+                await anyio.sleep(0.1)
+                continue
+            tg.start_soon(self._handle, stream)
+
+    def _cleanup_files(self) -> None:
+        if self._path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._path)
+        if self._dir is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(self._dir)
+
+    async def aclose(self) -> None:
+        """Stop accepting, drop every connection, remove the socket and its directory."""
+        if self._scope is None:
+            return
+        self._scope.cancel()
+        if self._closed is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await self._closed.wait()  # serve()'s cleanup is synchronous once cancelled
+
+    async def __aenter__(self) -> ControlServer:
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        try:
+            await tg.start(self.serve)
+        except BaseException:
+            if self._scope is not None:
+                self._scope.cancel()
+            await tg.__aexit__(None, None, None)
+            raise
+        self._own_tg = tg
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # The body's own exception (or cancellation) propagates as is, not in a group: the
+        # serve task is cancelled first, so the task group has nothing else to report.
+        if self._scope is not None:
+            self._scope.cancel()
+        tg, self._own_tg = self._own_tg, None
+        if tg is not None:
+            await tg.__aexit__(None, None, None)
+
+    # --- per connection ---------------------------------------------------------------------
+
+    async def _handle(self, stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            try:
+                pid, uid, _gid = peer_credentials(stream.extra(SocketAttribute.raw_socket))
+            except OSError as exc:
+                self._log(f"control: refused a connection: cannot read its credentials ({exc})")
+                return
+            if uid != os.getuid():
+                self._log(f"control: refused a connection from pid {pid}: uid {uid} is not ours")
+                return
+            try:
+                member = self._is_member(pid)
+            except Exception as exc:
+                self._log(f"control: refused a connection from pid {pid}: membership check: {exc}")
+                return
+            if not member:
+                self._log(
+                    f"control: refused a connection from pid {pid}: not in the app's process tree"
+                )
+                return
+            conn = _Conn(stream, pid, uid)
+            try:
+                await self._read_loop(conn)
+            finally:
+                self._drop(conn)
+
+    async def _read_loop(self, conn: _Conn) -> None:
+        decoder = FrameDecoder(self._max_frame)
+        deadline = anyio.current_time() + self._hello_timeout
+        while True:
+            limit = None if conn.info is not None else max(0.0, deadline - anyio.current_time())
+            try:
+                with anyio.move_on_after(limit) as waited:
+                    data = await conn.stream.receive(RECV_SIZE)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
+            except OSError as exc:
+                self._log(f"control: pid {conn.pid}: read failed: {exc}")
+                return
+            if waited.cancelled_caught:
+                self._log(
+                    f"control: pid {conn.pid} sent no hello in {self._hello_timeout:g} s; closing"
+                )
+                return
+            decoder.feed(data)
+            while True:
+                try:
+                    msg = decoder.next_message()
+                except FrameTooLarge as exc:
+                    self._log(f"control: pid {conn.pid}: {exc}; closing the connection")
+                    return
+                except ProtocolError as exc:
+                    self._log(f"control: pid {conn.pid}: dropped a bad frame: {exc}")
+                    continue
+                if msg is None:
+                    break
+                if not await self._dispatch(conn, msg):
+                    return
+
+    async def _dispatch(self, conn: _Conn, msg: protocol.Message) -> bool:
+        """Handle one message; False closes the connection."""
+        kind = msg["type"]
+        if kind == "hello":
+            if msg["v"] != PROTOCOL_VERSION:
+                self._log(
+                    f"control: agent pid {conn.pid} speaks protocol v{msg['v']}, "
+                    f"pyair speaks v{PROTOCOL_VERSION}; closing"
+                )
+                return False
+            conn.info = AgentInfo(
+                pid=conn.pid,
+                uid=conn.uid,
+                version=msg["v"],
+                engines=tuple(msg["engines"]),
+                connected_at=time.monotonic(),
+            )
+            self._current = conn
+            engines = ", ".join(conn.info.engines) or "none yet"
+            self._log(f"control: agent connected (pid {conn.pid}; engines: {engines})")
+            if self._hello is not None:
+                self._hello.set()
+        elif kind in ("ack", "pong"):
+            waiter = conn.waiting.get(msg["id"])
+            if waiter is None:
+                self._log(f"control: pid {conn.pid}: late or unknown {kind} #{msg['id']} ignored")
+            else:
+                waiter.reply = msg
+                waiter.event.set()
+        elif kind == "ping":
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await conn.send(protocol.pong(msg["id"]))
+        else:
+            self._log(f"control: pid {conn.pid}: unexpected {kind!r} message dropped")
+        return True
+
+    def _drop(self, conn: _Conn) -> None:
+        if self._current is conn:
+            self._current = None
+            if self._hello is not None:
+                self._hello = anyio.Event()
+            self._log(f"control: agent disconnected (pid {conn.pid})")
+        for waiter in conn.waiting.values():
+            waiter.event.set()  # reply stays None: disconnected
+        conn.waiting.clear()
+
+    # --- requests ---------------------------------------------------------------------------
+
+    async def _request(
+        self, conn: _Conn, msg: protocol.Message, timeout_ms: float
+    ) -> tuple[str, protocol.Message | None, float]:
+        """Send ``msg`` and wait for the reply with the same id → (reason, reply, rtt_ms)."""
+        waiter = _Waiter()
+        conn.waiting[msg["id"]] = waiter
+        started = time.perf_counter()
+        try:
+            with anyio.move_on_after(max(timeout_ms, 0) / 1000):
+                try:
+                    await conn.send(msg)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    return DISCONNECTED, None, (time.perf_counter() - started) * 1000
+                await waiter.event.wait()
+        finally:
+            conn.waiting.pop(msg["id"], None)
+        rtt_ms = (time.perf_counter() - started) * 1000
+        if not waiter.event.is_set():
+            return TIMEOUT, None, rtt_ms
+        if waiter.reply is None:
+            return DISCONNECTED, None, rtt_ms
+        return "answered", waiter.reply, rtt_ms
+
+    async def swap(self, paths: Sequence[str], timeout_ms: int) -> SwapResult:
+        """Ask the current agent to swap these templates (absolute paths); never raises."""
+        conn = self._current
+        if conn is None:
+            return SwapResult(ok=False, reason=NO_AGENT)
+        msg_id = next(self._ids)
+        try:
+            reason, reply, rtt_ms = await self._request(
+                conn, protocol.swap(msg_id, [os.fspath(p) for p in paths]), timeout_ms
+            )
+        except ProtocolError as exc:  # the swap message itself would be oversized
+            return SwapResult(
+                ok=False, reason=AGENT_ERROR, error=TemplateError(None, None, str(exc))
+            )
+        if reply is None:
+            if reason == TIMEOUT:
+                self._log(f"control: swap #{msg_id} got no ack within {timeout_ms} ms")
+            return SwapResult(ok=False, reason=reason, rtt_ms=rtt_ms)
+        error = reply.get("error")
+        ok = bool(reply["ok"])
+        if ok:
+            reason = SWAPPED
+        elif error is not None and error.get("internal"):
+            reason = AGENT_ERROR
+            self._log(f"control: the agent failed swap #{msg_id}: {error['message']}")
+        else:
+            reason = TEMPLATE_ERROR
+        return SwapResult(
+            ok=ok,
+            reason=reason,
+            names=tuple(reply.get("names", ())),
+            ms=float(reply.get("ms", 0.0)),
+            rtt_ms=rtt_ms,
+            error=(
+                TemplateError(error.get("file"), error.get("line"), error["message"])
+                if error is not None
+                else None
+            ),
+            unclaimed=tuple(reply.get("unclaimed", ())),
+        )
+
+    async def ping(self, timeout_ms: int = 1000) -> float | None:
+        """Round trip to the current agent in ms, or None (no agent, timeout, gone)."""
+        conn = self._current
+        if conn is None:
+            return None
+        _reason, reply, rtt_ms = await self._request(
+            conn, protocol.ping(next(self._ids)), timeout_ms
+        )
+        return rtt_ms if reply is not None else None

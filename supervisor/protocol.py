@@ -1,0 +1,232 @@
+"""Control-socket framing and message types (stdlib only: the agent imports this inside user apps).
+
+A frame is a 4-byte big-endian payload length followed by that many bytes of UTF-8 JSON holding
+one object with a ``"type"`` key::
+
+    data = encode(swap(7, ["/app/templates/page.html"]))  # b"\\x00\\x00\\x00\\x3e{...}"
+    decoder = FrameDecoder()
+    decoder.feed(chunk)                  # bytes from a blocking socket or an anyio stream
+    for msg in decoder: ...              # complete messages only; partial frames wait for more
+
+Messages (``PROTOCOL_VERSION`` = 1)::
+
+    hello  agent -> pyair  {"type": "hello", "v": 1, "pid": 123, "engines": ["jinja2"]}
+    swap   pyair -> agent  {"type": "swap", "id": 7, "paths": ["/abs/page.html"]}
+    ack    agent -> pyair  {"type": "ack", "id": 7, "ok": true, "names": ["page.html"], "ms": 1.2,
+                            "error": null, "unclaimed": []}
+                           error: {"file": "/abs/page.html", "line": 3, "message": "...",
+                                   "internal": false}   # internal: the agent failed, not the
+                                                        # template (optional, default false)
+    ping   either way      {"type": "ping", "id": 1}
+    pong   either way      {"type": "pong", "id": 1}
+
+Errors: a frame whose payload is not a valid message raises ``ProtocolError`` after the frame is
+consumed, so the caller logs it, drops it and carries on. A header announcing more than
+``max_frame`` bytes raises ``FrameTooLarge`` (a ``ProtocolError``) without buffering the payload;
+the stream is out of step after that (it may just be garbage), so the caller closes it, and any
+later use of the decoder raises again.
+"""
+
+from __future__ import annotations
+
+import json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any, TypeAlias
+
+    Message: TypeAlias = dict[str, Any]
+
+PROTOCOL_VERSION = 1
+MAX_FRAME = 1 << 20  # 1 MiB
+HEADER_SIZE = 4
+
+__all__ = [
+    "HEADER_SIZE",
+    "MAX_FRAME",
+    "PROTOCOL_VERSION",
+    "FrameDecoder",
+    "FrameTooLarge",
+    "ProtocolError",
+    "ack",
+    "decode_payload",
+    "encode",
+    "hello",
+    "ping",
+    "pong",
+    "swap",
+    "validate",
+]
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a valid message: log it and drop it."""
+
+
+class FrameTooLarge(ProtocolError):
+    """A header announced a frame over the limit: the stream can't be trusted any more, close it."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes exceeds the {limit}-byte limit")
+        self.size = size
+        self.limit = limit
+
+
+# --- message constructors -------------------------------------------------------------------
+
+
+def hello(pid: int, engines: list[str]) -> Message:
+    return {"type": "hello", "v": PROTOCOL_VERSION, "pid": pid, "engines": list(engines)}
+
+
+def swap(msg_id: int, paths: list[str]) -> Message:
+    return {"type": "swap", "id": msg_id, "paths": list(paths)}
+
+
+def ack(
+    msg_id: int,
+    *,
+    ok: bool,
+    names: list[str] | None = None,
+    ms: float = 0.0,
+    error: dict[str, Any] | None = None,
+    unclaimed: list[str] | None = None,
+) -> Message:
+    """``error``: ``{"file": str | None, "line": int | None, "message": str}`` when not ok,
+    plus ``"internal": True`` when the agent itself failed rather than a template."""
+    return {
+        "type": "ack",
+        "id": msg_id,
+        "ok": ok,
+        "names": list(names or ()),
+        "ms": round(float(ms), 3),
+        "error": error,
+        "unclaimed": list(unclaimed or ()),
+    }
+
+
+def ping(msg_id: int) -> Message:
+    return {"type": "ping", "id": msg_id}
+
+
+def pong(msg_id: int) -> Message:
+    return {"type": "pong", "id": msg_id}
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return type(value) is int  # bool is not an int here
+
+
+def _is_str_list(value: object) -> bool:
+    return type(value) is list and all(type(item) is str for item in value)
+
+
+def _need(msg: Message, key: str, ok: bool) -> None:
+    if not ok:
+        raise ProtocolError(f"{msg.get('type')} message: missing or bad {key!r}")
+
+
+def validate(msg: object) -> Message:
+    """Check one decoded JSON value is a known, well-formed message; return it."""
+    if type(msg) is not dict:
+        raise ProtocolError(f"a message must be a JSON object, not {type(msg).__name__}")
+    kind = msg.get("type")
+    if kind == "hello":
+        _need(msg, "v", _is_int(msg.get("v")))
+        _need(msg, "pid", _is_int(msg.get("pid")))
+        _need(msg, "engines", _is_str_list(msg.get("engines")))
+    elif kind == "swap":
+        _need(msg, "id", _is_int(msg.get("id")))
+        _need(msg, "paths", _is_str_list(msg.get("paths")))
+    elif kind == "ack":
+        _need(msg, "id", _is_int(msg.get("id")))
+        _need(msg, "ok", type(msg.get("ok")) is bool)
+        _need(msg, "names", _is_str_list(msg.get("names", [])))
+        ms = msg.get("ms", 0.0)
+        _need(msg, "ms", type(ms) in (int, float))
+        _need(msg, "unclaimed", _is_str_list(msg.get("unclaimed", [])))
+        error = msg.get("error")
+        if error is not None:
+            _need(msg, "error", type(error) is dict)
+            _need(msg, "error.message", type(error.get("message")) is str)
+            _need(msg, "error.file", type(error.get("file")) in (str, type(None)))
+            _need(msg, "error.line", _is_int(error.get("line")) or error.get("line") is None)
+            _need(msg, "error.internal", type(error.get("internal", False)) is bool)
+        _need(msg, "error", msg["ok"] or error is not None)
+    elif kind in ("ping", "pong"):
+        _need(msg, "id", _is_int(msg.get("id")))
+    else:
+        raise ProtocolError(f"unknown message type {kind!r}")
+    return msg
+
+
+# --- framing --------------------------------------------------------------------------------
+
+
+def encode(msg: Message, max_frame: int = MAX_FRAME) -> bytes:
+    """One frame: length header + compact JSON. Raises ``ProtocolError`` if it would be too big."""
+    payload = json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(payload) > max_frame:
+        raise FrameTooLarge(len(payload), max_frame)
+    return len(payload).to_bytes(HEADER_SIZE, "big") + payload
+
+
+def decode_payload(payload: bytes) -> Message:
+    """One frame's payload → a validated message, or ``ProtocolError``."""
+    try:
+        value = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"malformed frame: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("malformed frame: nested too deeply") from None
+    return validate(value)
+
+
+class FrameDecoder:
+    """Sans-IO frame reader for both sides: ``feed(bytes)``, then iterate complete messages.
+
+    Holds at most one header plus ``max_frame`` bytes of payload plus one unread chunk.
+    """
+
+    __slots__ = ("_broken", "_buf", "max_frame")
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buf = bytearray()
+        self._broken: FrameTooLarge | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> None:
+        if self._broken is None:
+            self._buf += data
+
+    def next_message(self) -> Message | None:
+        """The next complete message, ``None`` if more bytes are needed, or ``ProtocolError``."""
+        if self._broken is not None:
+            raise self._broken
+        buf = self._buf
+        if len(buf) < HEADER_SIZE:
+            return None
+        size = int.from_bytes(buf[:HEADER_SIZE], "big")
+        if size > self.max_frame:
+            self._broken = FrameTooLarge(size, self.max_frame)
+            self._buf = bytearray()
+            raise self._broken
+        end = HEADER_SIZE + size
+        if len(buf) < end:
+            return None
+        payload = bytes(buf[HEADER_SIZE:end])
+        del buf[:end]
+        return decode_payload(payload)
+
+    def __iter__(self) -> Iterator[Message]:
+        while (msg := self.next_message()) is not None:
+            yield msg
