@@ -60,7 +60,7 @@ __all__ = ["Watcher", "build_filter", "is_editor_junk", "merge_changes"]
 logger = logging.getLogger("pyair.watcher")
 
 STEP_MS = 10  # watchfiles' step: how often its Rust loop looks at the pending set
-RUST_TIMEOUT_MS = 150  # an empty awatch yield at least this often (heartbeat, flush point)
+RUST_TIMEOUT_MS = 1000  # an idle awatch call returns (and yields) this often
 MIN_POLL_MS = 500  # air's floor for poll_interval
 MIN_CAP_MS = 1000  # a burst is emitted after max(MIN_CAP_MS, 10 * delay) ms at the latest
 EMPTY_READ_RETRIES = 5  # exclude_unchanged: an empty read is retried 5 x 20 ms (air #924)
@@ -394,18 +394,25 @@ def _short_error(exc: BaseException) -> str:
 
 
 class _Arm(threading.Event):
-    """awatch's ``stop_event``; also tells when the OS watches are in place.
+    """awatch's ``stop_event``, and a window into watchfiles' Rust loop.
 
-    watchfiles' Rust loop calls ``is_set()`` once per step, in awatch's worker thread, and
-    only after its constructor added every watch; the first call is therefore the moment the
-    watcher is armed. Setting it stops that awatch within a step, returning cleanly.
+    The Rust loop calls ``is_set()`` once per step from awatch's worker thread, first only
+    after its constructor has added every OS watch: the first call is the moment the watcher
+    is armed. Each call is also a check of the pending set (right after it the loop returns
+    if it holds changes), so the times of the checks since the last yield tell how long the
+    set has provably been empty. Setting the event stops that awatch within a step.
     """
 
     def __init__(self, on_armed: Callable[[], None]) -> None:
         super().__init__()
         self._on_armed: Callable[[], None] | None = on_armed
+        self.checks: list[float] = []  # monotonic times of the last 3 checks since a yield
 
     def is_set(self) -> bool:
+        checks = self.checks
+        checks.append(time.monotonic())
+        if len(checks) > 3:
+            del checks[0]
         on_armed, self._on_armed = self._on_armed, None
         if on_armed is not None:
             try:
@@ -413,6 +420,40 @@ class _Arm(threading.Event):
             except Exception:  # not in an anyio worker thread, or the loop is gone
                 logger.debug("could not report the armed watcher", exc_info=True)
         return super().is_set()
+
+    @property
+    def requested(self) -> bool:
+        """Whether a stop was asked for (without counting as a check)."""
+        return super().is_set()
+
+    def empty_since(self) -> float | None:
+        """A time before which nothing is pending in the Rust loop, or None if unknown.
+
+        A change seen at one check is returned at the next one at the latest (debounce ==
+        step). Three checks without a yield in between therefore prove the set was empty at
+        the first of them; the last two may already be returning changes.
+        """
+        checks = self.checks
+        return checks[-3] if len(checks) >= 3 else None
+
+    def expected_quiet_at(self, since: float) -> float:
+        """When ``empty_since() >= since`` should become true if the loop keeps its pace."""
+        checks = list(self.checks)
+        step = STEP_MS / 1000
+        if not checks:
+            return time.monotonic() + 3 * step
+        later = [c for c in checks if c >= since]
+        if later:
+            missing = 3 - (len(checks) - checks.index(later[0]))
+            return checks[-1] + max(0, missing) * step
+        first = checks[-1] + math.ceil((since - checks[-1]) / step) * step
+        return first + 2 * step
+
+    def new_call(self) -> float:
+        """awatch yielded: the Rust call ended at its last check; the next one starts afresh."""
+        ended = self.checks[-1] if self.checks else time.monotonic()
+        self.checks = []
+        return ended
 
 
 @dataclass(eq=False)
@@ -432,16 +473,32 @@ class _Generation:
     def __post_init__(self) -> None:
         self.stop = _Arm(self.armed.set)
 
-    def note_yield(self) -> None:
+    def note_yield(self) -> float:
+        """Count a yield; returns when the Rust call that produced it ended."""
+        ended = self.stop.new_call()
         self.yields += 1
         event, self.yielded = self.yielded, anyio.Event()
         event.set()
+        return ended
+
+    def quiet_since(self, since: float) -> bool:
+        """Nothing can be pending in this awatch from before ``since``."""
+        if self.done.is_set() or self.stop.requested:
+            return True
+        empty = self.stop.empty_since()
+        return empty is not None and empty >= since
+
+    def expected_quiet_at(self, since: float) -> float:
+        if self.quiet_since(since):
+            return 0.0
+        return self.stop.expected_quiet_at(since)
 
 
 @dataclass(eq=False)
 class _RawBatch:
     generation: _Generation | None  # None: from the poll-mode signature check
     changes: list[FileChange]
+    stamp: float  # time.monotonic() when the changes were seen
 
 
 _Message = _RawBatch | _Generation  # a generation on the stream: its awatch failed
@@ -611,10 +668,10 @@ class Watcher:
                 recursive=False,
                 ignore_permission_denied=False,
             ):
+                ended = generation.note_yield()
                 if changes:
                     batch = [(Change(int(change)), path) for change, path in changes]
-                    raw_send.send_nowait(_RawBatch(generation, batch))
-                generation.note_yield()
+                    raw_send.send_nowait(_RawBatch(generation, batch, ended))
         except Exception as exc:
             generation.error = exc
             if generation.armed.is_set():  # it failed while running: tell the debouncer
@@ -627,12 +684,13 @@ class Watcher:
             if generation in self._generations:
                 self._generations.remove(generation)
 
-    async def _retire(self, old: _Generation) -> None:
-        """Stop a superseded awatch once it has flushed what it had (its next yield)."""
+    async def _retire(self, old: _Generation, since: float) -> None:
+        """Stop a superseded awatch once it has delivered what it saw before ``since`` (when
+        its successor was armed): after its next yield, or once its checks prove it empty."""
         seen = old.yields
-        with anyio.move_on_after(4 * RUST_TIMEOUT_MS / 1000):
-            while old.yields == seen and not old.done.is_set():
-                await old.yielded.wait()
+        with anyio.move_on_after(1.0):
+            while old.yields == seen and not old.quiet_since(since):
+                await anyio.sleep(max(0.001, old.expected_quiet_at(since) - time.monotonic()))
         old.stop.set()
 
     def _adopt(self, generation: _Generation) -> None:
@@ -647,51 +705,73 @@ class Watcher:
         raw_recv: MemoryObjectReceiveStream[_Message],
         send: MemoryObjectSendStream[list[FileChange]],
     ) -> None:
+        """Merge raw batches; emit once quiet for ``delay`` (or at the cap).
+
+        Quiet is judged from watchfiles' own checks, not from when raw batches happen to reach
+        this task: under CPU load the Rust thread or the event loop may run late, and a burst
+        must not be split because of that.
+        """
         pending: dict[str, bool] = {}  # path -> an `added` was seen in this burst
-        first_at = last_at = 0.0
+        first_at = last_at = 0.0  # time.monotonic() of the burst's first and last change
         while True:
             message: _Message | None = None
             if pending:
                 try:
                     message = raw_recv.receive_nowait()
                 except anyio.WouldBlock:
-                    wait = min(last_at + self._quiet_s, first_at + self._cap_s)
-                    wait -= anyio.current_time()
-                    if wait > 0:
-                        with anyio.move_on_after(wait):
-                            message = await raw_recv.receive()
-                if message is None or anyio.current_time() - first_at >= self._cap_s:
-                    if message is not None:
-                        await self._absorb(tg, message, pending)
-                    batch = await self._settle_all(pending)
-                    pending = {}
-                    if batch:
-                        self._say(f"batch of {len(batch)} after {self._age(first_at)} ms")
-                        await send.send(batch)
-                    continue
-                await anyio.lowlevel.checkpoint()
+                    now = time.monotonic()
+                    cap_at = first_at + self._cap_s
+                    if now >= cap_at or (
+                        now >= last_at + self._quiet_s and self._all_quiet(last_at + self._delay_s)
+                    ):
+                        batch = await self._settle_all(pending)
+                        pending = {}
+                        if batch:
+                            self._say(f"batch of {len(batch)} after {self._age(first_at)} ms")
+                            await send.send(batch)
+                        continue
+                    quiet_at = max(
+                        [last_at + self._quiet_s]
+                        + [g.expected_quiet_at(last_at + self._delay_s) for g in self._generations]
+                    )
+                    wake_at = min(cap_at, max(quiet_at + 0.0005, now + 0.001))
+                    with anyio.move_on_after(wake_at - now):
+                        message = await raw_recv.receive()
+                    if message is None:
+                        continue
             else:
                 message = await raw_recv.receive()
             was_empty = not pending
-            await self._absorb(tg, message, pending)
-            if pending:
-                now = anyio.current_time()
+            stamp = await self._absorb(tg, message, pending)
+            if pending and (stamp is not None or was_empty):
+                stamp = time.monotonic() if stamp is None else stamp
                 if was_empty:
-                    first_at = now
-                last_at = now
+                    first_at = last_at = stamp
+                last_at = max(last_at, stamp)
+            await anyio.lowlevel.checkpoint()
+
+    def _all_quiet(self, since: float) -> bool:
+        return all(g.quiet_since(since) for g in self._generations)
 
     @staticmethod
     def _age(since: float) -> int:
-        return round((anyio.current_time() - since) * 1000)
+        return round((time.monotonic() - since) * 1000)
 
-    async def _absorb(self, tg: TaskGroup, message: _Message, pending: dict[str, bool]) -> None:
-        """Fold one raw message into ``pending``; re-arm for new or gone directories."""
+    async def _absorb(
+        self, tg: TaskGroup, message: _Message, pending: dict[str, bool]
+    ) -> float | None:
+        """Fold one raw message into ``pending``; re-arm for new or gone directories.
+
+        Returns when the latest change folded in was seen, or None if nothing was.
+        """
+        before = len(pending)
+        stamp: float | None = None
         if isinstance(message, _Generation):
             if message is self._current:
                 what = _short_error(message.error) if message.error else "stopped"
                 self._notice(f"the file watcher failed ({what}); restarting it")
                 await self._rearm(tg, [], [], pending)
-            return
+            return time.monotonic() if len(pending) != before else None
         new_dirs: list[str] = []
         gone_dirs: list[str] = []
         for change, path in message.changes:
@@ -712,10 +792,16 @@ class Watcher:
                 continue
             self._say(f"{change.name} {self._rules.rel(path)}")
             pending[path] = pending.get(path, False) or change == Change.added
+            stamp = message.stamp
         if gone_dirs:
             self._drop_dirs(gone_dirs, pending)
+            stamp = message.stamp
         if new_dirs or gone_dirs:
+            count = len(pending)
             await self._rearm(tg, new_dirs, gone_dirs, pending)
+            if len(pending) != count:
+                stamp = time.monotonic()  # files found in the new directories
+        return stamp
 
     def _drop_dirs(self, gone: list[str], pending: dict[str, bool]) -> None:
         """Forget removed directories (and their subdirectories); their files are deleted."""
@@ -738,6 +824,7 @@ class Watcher:
             generation = await self._arm(tg, wanted, initial=False)
             if generation is None:
                 return  # notice given; keep the old awatch
+            armed_at = time.monotonic()
             self._say(
                 f"re-armed: {len(generation.dirs)} directories"
                 f" (+{len(walk.dirs)} -{len(gone_dirs)})"
@@ -752,7 +839,7 @@ class Watcher:
             for path in rescan.files:
                 pending[path] = True
             if old is not None and old is not generation:
-                tg.start_soon(self._retire, old)
+                tg.start_soon(self._retire, old, armed_at)
             missing = [d for d in rescan.dirs if d not in generation.dirs]
             if not missing:
                 return
@@ -820,4 +907,4 @@ class Watcher:
             changed = await anyio.to_thread.run_sync(_changed_signatures, items)
             if changed:
                 batch = [(Change.modified, path) for path in changed]
-                self._raw_send.send_nowait(_RawBatch(None, batch))
+                self._raw_send.send_nowait(_RawBatch(None, batch, time.monotonic()))

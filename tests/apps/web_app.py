@@ -12,7 +12,9 @@ VERSION = "1"
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        body = f"version={VERSION} pid={os.getpid()} env={os.environ.get('GREETING', '')} args={' '.join(sys.argv[1:])}".encode()
+        greeting = os.environ.get("GREETING", "")
+        args = " ".join(sys.argv[1:])
+        body = f"version={VERSION} pid={os.getpid()} env={greeting} args={args}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
