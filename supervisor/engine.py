@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import anyio
@@ -36,6 +36,19 @@ from .classify import FileChange, Plan, classify
 from .config import AppCommand, Config, child_environment
 from .console import Console
 from .control import TEMPLATE_ERROR, ControlServer, SwapResult
+from .events import (
+    AppExited,
+    AppNotReady,
+    AppReady,
+    AppStarted,
+    AssetsChanged,
+    BuildFailed,
+    Event,
+    Restarting,
+    Stopping,
+    TemplateFailed,
+    TemplatesSwapped,
+)
 from .process import TREE_ENV, AppProcess, Guardian, StepResult, belongs_to_tree, run_step
 from .watcher import Watcher
 
@@ -58,8 +71,16 @@ def _ms_since(start: float) -> float:
 class Engine:
     """Supervises one app: watch, classify, build, restart; stop everything on the way out."""
 
-    def __init__(self, config: Config, console: Console, *, debug: bool = False) -> None:
+    def __init__(
+        self,
+        config: Config,
+        console: Console,
+        *,
+        debug: bool = False,
+        observers: Sequence[Callable[[Event], None]] = (),
+    ) -> None:
         self.config = config
+        self.observers = list(observers)
         self.console = console
         self.debug = debug
         self.state = State.idle
@@ -127,6 +148,18 @@ class Engine:
         with_agent["PYTHONPATH"] = bootstrap + (os.pathsep + existing if existing else "")
         return with_agent
 
+    def emit(self, event: Event) -> None:
+        """Tell every observer; an observer that raises is reported, never fatal."""
+        for observer in self.observers:
+            try:
+                observer(event)
+            except Exception as exc:  # an observer's bug must not take the supervisor down
+                self.console.warning(f"observer {observer!r} failed on {event}: {exc!r}")
+
+    def request_stop(self) -> None:
+        """Stop as the first Ctrl-C would (for programmatic runs such as smoke tests)."""
+        self._stop_requested.set()
+
     def _in_app_tree(self, pid: int) -> bool:
         return belongs_to_tree(pid, self.token)
 
@@ -149,6 +182,7 @@ class Engine:
 
     async def _shutdown(self) -> None:
         self.state = State.stopping
+        self.emit(Stopping())
         if self._build_scope is not None:
             self._build_scope.cancel()
         with anyio.CancelScope(shield=True):
@@ -178,6 +212,7 @@ class Engine:
         what = plan.describe(str(self.config.root))
         if plan.action == "assets":
             self.console.watcher(f"{what} changed (static, served from disk)")
+            self.emit(AssetsChanged(plan.assets, plan.css_only))
             return
         if plan.action == "swap" and await self._swap_templates(plan, what):
             return
@@ -202,13 +237,13 @@ class Engine:
         result = await self.control.swap(list(plan.templates), timeout_ms=timeout)
         if result.ok:
             self.console.runner(self._swapped_line(result, what))
+            self.emit(TemplatesSwapped(result.names, plan.templates, result.rtt_ms))
             return True
         if result.reason == TEMPLATE_ERROR and result.error is not None:
             error = result.error
-            self.console.error(
-                f"{error}; the previous template keeps serving",
-                source=source_excerpt(error.file, error.line),
-            )
+            source = source_excerpt(error.file, error.line)
+            self.console.error(f"{error}; the previous template keeps serving", source=source)
+            self.emit(TemplateFailed(error.file, error.line, error.message, tuple(source)))
             return True
         if self.config.templates.on_no_agent == "ignore":
             self.console.watcher(f"{what} changed; not swapped ({result.reason}), ignored")
@@ -232,11 +267,11 @@ class Engine:
         """Build (cancellable by the next change), then swap the old app for a new one."""
         self._cycles += 1
         try:
-            await self._build_and_start(why)
+            await self._build_and_start(why, plan.paths if plan else ())
         finally:
             self._cycles -= 1
 
-    async def _build_and_start(self, why: str) -> None:
+    async def _build_and_start(self, why: str, paths: tuple[str, ...]) -> None:
         started = time.perf_counter()
         env = app_environment(self.config, self.token)
         with anyio.CancelScope() as scope:
@@ -258,6 +293,7 @@ class Engine:
         async with self._app_lock:
             if self._stop_requested.is_set():
                 return
+            self.emit(Restarting(why, paths))
             await self._stop_app(reason=why)
             await self._start_app(env, build_ms=build_ms, started=started, why=why)
 
@@ -270,6 +306,7 @@ class Engine:
             result = await self._run_step(command, env)
             if not result.ok:
                 self._report_build_failure(result)
+                self.emit(BuildFailed(result.command, result.returncode, result.output))
                 return False
         return True
 
@@ -312,9 +349,15 @@ class Engine:
         self.state = State.running
         if why != "start":
             self.restarts += 1
+        generation = self._generation
+        self.emit(AppStarted(app.pid, generation))
         assert self._task_group is not None
         self._task_group.start_soon(self._watch_exit, app, env)
         ready_ms = await self._wait_ready(app)
+        if ready_ms is not None:
+            self.emit(AppReady(app.pid, generation, ready_ms))
+        elif self._probes_readiness:
+            self.emit(AppNotReady(app.pid, generation))
         timing = f"build {build_ms:.0f} ms" if self.config.build.cmd else "no build"
         if ready_ms is not None:
             self.console.runner(
@@ -325,6 +368,10 @@ class Engine:
             self.console.runner(
                 f"started pid {app.pid} in {_ms_since(spawn_start):.0f} ms ({timing})"
             )
+
+    @property
+    def _probes_readiness(self) -> bool:
+        return bool(self.config.build.ready_url or self.config.proxy.app_port)
 
     async def _wait_ready(self, app: AppProcess) -> float | None:
         """Milliseconds until the app answers (ready_url or app_port), None if not configured."""
@@ -352,6 +399,7 @@ class Engine:
             return
         self.app = None
         self.state = State.crashed
+        self.emit(AppExited(app.pid, code))
         if code == 0:
             self.console.runner("app exited (code 0); waiting for a change")
         else:
@@ -367,6 +415,7 @@ class Engine:
         await anyio.sleep(delay / 1000)
         async with self._app_lock:
             if self.app is None and not self._stop_requested.is_set():
+                self.emit(Restarting("rerun"))
                 await self._start_app(env, build_ms=0, started=time.perf_counter(), why="rerun")
 
     async def _stop_app(self, *, reason: str) -> None:

@@ -123,6 +123,7 @@ LAYERS = [
     "process",
     "control",
     "proxy",
+    "events",
     "console",
     "config",
     "errors",
