@@ -83,7 +83,7 @@ class BuildConfig:
     follow_symlink: bool = False
     poll: bool = False
     poll_interval: int = 500  # ms; smaller values become 500 (air's minimum)
-    delay: int = 20  # ms of quiet before acting (a trailing debounce; air: 1000 ms leading)
+    delay: int = 10  # ms of quiet before acting on a save (trailing; air: 1000 ms leading)
     stop_on_error: bool = False
     send_interrupt: bool = False
     kill_delay: int = 500  # ms between the polite signal and SIGKILL

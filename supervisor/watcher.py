@@ -12,18 +12,25 @@ The only module that imports watchfiles. How it works:
   never costs a single inotify watch. A directory created at run time is picked up by starting
   a new ``awatch`` over the new set (the old one keeps running until the new one is armed and has
   flushed), then scanning the new directory: files already in it are reported as ``added``.
-* **Debounce.** ``awatch`` runs with a 10 ms step in its own task and feeds raw batches through a
-  memory object stream. The debouncer emits one merged batch once the stream was quiet for
-  ``build.delay`` ms plus two steps (watchfiles only reports a change after a quiet step, so raw
-  batches of one continuous burst arrive up to two steps apart), or ``max(1000, 10 * delay)`` ms
-  after the first change at the latest.
+* **Debounce.** ``awatch`` runs with a 3 ms step in its own task and feeds raw batches through a
+  memory object stream. The debouncer emits one merged batch once nothing new was seen for a
+  quiet window after the last raw batch, or ``max(1000, 10 * delay)`` ms after the first change
+  at the latest. The window adapts: while at most three paths are pending it is a save, and
+  the window is ``build.delay`` (10 ms); more pending paths are a burst (a checkout, a
+  formatter) whose writer may pause between files, so the window grows to
+  ``max(3 * delay, 50 ms)``. "Nothing new" is proven by watchfiles' own checks of its pending
+  set (the Rust loop calls our stop event's ``is_set()`` at each one), not by when batches
+  happen to reach this task, so a burst is not split when the CPU is busy. A save is emitted
+  about 18 ms after it was written.
 * **Merging.** watchfiles' raw batches are *sets*, so the order of events inside one is lost.
   A path's final change is therefore settled from whether it existed before the batch (known
   to the watcher, or reported without ``added``) and whether it exists now: a temp file added
   and deleted again disappears, an atomic save (deleted/added, or a bare rename onto a known
   file) is ``modified``, anything else keeps its last meaning.
-* **Limits.** ``build.poll`` polls; when the native watcher cannot start because an inotify
-  limit is reached, a one-line notice is given and the watcher falls back to polling.
+* **Polling.** ``build.poll`` polls; so does the watcher, after a one-line notice, when the native
+  watcher cannot start because an inotify limit is reached. notify's poller keeps whole-second
+  mtimes (watchfiles #319: a second save within the same second is never seen), so known files
+  are also stat'ed with nanosecond mtimes each poll interval.
 """
 
 from __future__ import annotations
@@ -59,12 +66,15 @@ __all__ = ["Watcher", "build_filter", "is_editor_junk", "merge_changes"]
 
 logger = logging.getLogger("pyair.watcher")
 
-STEP_MS = 10  # watchfiles' step: how often its Rust loop looks at the pending set
+STEP_MS = 3  # watchfiles' step: how often its Rust loop looks at the pending set
+SMALL_BATCH = 3  # up to this many paths pending looks like a save, more like a burst
+BURST_QUIET_MS = 50  # a burst (checkout, formatter) must be quiet at least this long
 RUST_TIMEOUT_MS = 1000  # an idle awatch call returns (and yields) this often
 MIN_POLL_MS = 500  # air's floor for poll_interval
 MIN_CAP_MS = 1000  # a burst is emitted after max(MIN_CAP_MS, 10 * delay) ms at the latest
 EMPTY_READ_RETRIES = 5  # exclude_unchanged: an empty read is retried 5 x 20 ms (air #924)
 EMPTY_READ_WAIT = 0.02
+RUNTIME_FAILURES = 3  # awatch dying this often while running: poll instead (twice: give up)
 
 # Editors' scratch files, matched on the basename: backups (x~), emacs locks and autosaves
 # (.#x, #x#), vim swap files (.x.swp ... .x.swa, .swx), *.tmp, JetBrains safe-write files
@@ -138,7 +148,7 @@ class _Rules:
     def _dir_state(self, rel: str) -> tuple[bool, bool]:
         """(watch it, walk into it) for one directory, given that its parent was walked."""
         if rel == ".":
-            return not self.include_dir, True
+            return not self.include_dir or "." in self.include_dir, True
         outside = rel == ".." or rel.startswith("../")
         base = rel.rpartition("/")[2]
         if base != "..":
@@ -149,7 +159,7 @@ class _Rules:
         if self.include_dir:
             walk = False
             for inc in self.include_dir:
-                if rel == inc or rel.startswith(inc + "/"):
+                if rel == inc or rel.startswith(inc + "/") or (inc == "." and not outside):
                     return True, True
                 if inc.startswith(rel + "/"):
                     walk = True
@@ -309,22 +319,18 @@ def merge_changes(
     return sorted(out, key=lambda c: (c[1], c[0]))
 
 
-def _digest(path: str, *, retry_empty: bool) -> bytes | None:
-    """SHA-256 of a file's contents; an empty read is retried (an editor mid-write)."""
-    for attempt in range(EMPTY_READ_RETRIES + 1 if retry_empty else 1):
-        if attempt:
-            time.sleep(EMPTY_READ_WAIT)
-        sha = hashlib.sha256()
-        size = 0
-        try:
-            with open(path, "rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    sha.update(chunk)
-                    size += len(chunk)
-        except OSError:
-            return None
-        if size:
-            break
+EMPTY_DIGEST = hashlib.sha256(b"").digest()
+
+
+def _digest(path: str) -> bytes | None:
+    """SHA-256 of a file's contents, or None if it cannot be read."""
+    sha = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                sha.update(chunk)
+    except OSError:
+        return None
     return sha.digest()
 
 
@@ -346,15 +352,29 @@ class _Facts:
     signature: _Signature | None = None
 
 
-def _probe(paths: list[str], *, digests: bool, signatures: bool) -> dict[str, _Facts]:
-    """What the file system says about each path now (blocking; a worker thread)."""
+def _probe(
+    paths: list[str], *, digests: bool, signatures: bool, had_content: Container[str] = ()
+) -> dict[str, _Facts]:
+    """What the file system says about each path now (blocking; a worker thread).
+
+    With ``digests``, a file that had content and now reads empty is read again, up to
+    5 x 20 ms for the whole batch (air #924: an editor that truncates, then writes).
+    """
     facts = {}
     for path in paths:
         if not os.path.isfile(path):
             facts[path] = _Facts(False)
             continue
-        digest = _digest(path, retry_empty=True) if digests else None
+        digest = _digest(path) if digests else None
         facts[path] = _Facts(True, digest, _signature(path) if signatures else None)
+    retry = [p for p, f in facts.items() if f.digest == EMPTY_DIGEST and p in had_content]
+    for _round in range(EMPTY_READ_RETRIES):
+        if not retry:
+            break
+        time.sleep(EMPTY_READ_WAIT)
+        for path in retry:
+            facts[path] = _Facts(os.path.isfile(path), _digest(path), facts[path].signature)
+        retry = [p for p in retry if facts[p].digest == EMPTY_DIGEST]
     return facts
 
 
@@ -526,8 +546,10 @@ class Watcher:
         self._notice = notice
         self._debug = debug
         build = config.build
-        self._delay_s = max(0, build.delay) / 1000
-        self._quiet_s = self._delay_s + 2 * STEP_MS / 1000
+        # A save is acted on after ``delay`` ms of quiet; once more than a few files are
+        # pending it is a burst, whose writer may pause longer between files.
+        self._save_delay_s = max(0, build.delay) / 1000
+        self._burst_delay_s = max(3 * self._save_delay_s, BURST_QUIET_MS / 1000)
         self._cap_s = max(MIN_CAP_MS, 10 * build.delay) / 1000
         self._poll_ms = max(MIN_POLL_MS, build.poll_interval)
         self._polling = build.poll
@@ -540,6 +562,7 @@ class Watcher:
         self._generations: list[_Generation] = []
         self._current: _Generation | None = None
         self._numbers = 0
+        self._failures = 0
         self._raw_send: MemoryObjectSendStream[_Message] | None = None
 
     @property
@@ -602,7 +625,7 @@ class Watcher:
     def _hash_all(self, files: list[str]) -> dict[str, bytes]:
         hashes = {}
         for path in files:
-            digest = _digest(path, retry_empty=False)
+            digest = _digest(path)
             if digest is not None:
                 hashes[path] = digest
         return hashes
@@ -721,8 +744,9 @@ class Watcher:
                 except anyio.WouldBlock:
                     now = time.monotonic()
                     cap_at = first_at + self._cap_s
+                    quiet_s, delay_s = self._quiet_window(len(pending))
                     if now >= cap_at or (
-                        now >= last_at + self._quiet_s and self._all_quiet(last_at + self._delay_s)
+                        now >= last_at + quiet_s and self._all_quiet(last_at + delay_s)
                     ):
                         batch = await self._settle_all(pending)
                         pending = {}
@@ -731,8 +755,8 @@ class Watcher:
                             await send.send(batch)
                         continue
                     quiet_at = max(
-                        [last_at + self._quiet_s]
-                        + [g.expected_quiet_at(last_at + self._delay_s) for g in self._generations]
+                        [last_at + quiet_s]
+                        + [g.expected_quiet_at(last_at + delay_s) for g in self._generations]
                     )
                     wake_at = min(cap_at, max(quiet_at + 0.0005, now + 0.001))
                     with anyio.move_on_after(wake_at - now):
@@ -749,6 +773,18 @@ class Watcher:
                     first_at = last_at = stamp
                 last_at = max(last_at, stamp)
             await anyio.lowlevel.checkpoint()
+
+    def _quiet_window(self, pending: int) -> tuple[float, float]:
+        """(seconds of quiet after the last change, the time the watchers must prove empty).
+
+        Proving a watcher empty takes two of its steps; for a save those count towards
+        ``delay`` (a save is one burst of writes within a millisecond or two), for a burst they
+        come on top, since its writer may pause between files.
+        """
+        steps = 2 * STEP_MS / 1000
+        if pending <= SMALL_BATCH:
+            return max(self._save_delay_s, steps), max(0.0, self._save_delay_s - steps)
+        return self._burst_delay_s + steps, self._burst_delay_s
 
     def _all_quiet(self, since: float) -> bool:
         return all(g.quiet_since(since) for g in self._generations)
@@ -768,9 +804,7 @@ class Watcher:
         stamp: float | None = None
         if isinstance(message, _Generation):
             if message is self._current:
-                what = _short_error(message.error) if message.error else "stopped"
-                self._notice(f"the file watcher failed ({what}); restarting it")
-                await self._rearm(tg, [], [], pending)
+                await self._recover(tg, message, pending)
             return time.monotonic() if len(pending) != before else None
         new_dirs: list[str] = []
         gone_dirs: list[str] = []
@@ -802,6 +836,19 @@ class Watcher:
             if len(pending) != count:
                 stamp = time.monotonic()  # files found in the new directories
         return stamp
+
+    async def _recover(self, tg: TaskGroup, failed: _Generation, pending: dict[str, bool]) -> None:
+        """The current awatch died while running: start a new one (polling after 3 failures,
+        giving up after 6)."""
+        error = failed.error or RuntimeError("the file watcher stopped")
+        self._failures += 1
+        if self._failures > 2 * RUNTIME_FAILURES:
+            raise error
+        switch = self._failures >= RUNTIME_FAILURES and not self._polling
+        self._polling = self._polling or switch
+        how = f"polling every {self._poll_ms} ms from now on" if switch else "restarting it"
+        self._notice(f"the file watcher failed ({_short_error(error)}); {how}")
+        await self._rearm(tg, [], [], pending)
 
     def _drop_dirs(self, gone: list[str], pending: dict[str, bool]) -> None:
         """Forget removed directories (and their subdirectories); their files are deleted."""
@@ -851,12 +898,14 @@ class Watcher:
         The file system is probed in a worker thread; the watcher's own state (known files,
         hashes, signatures) is only touched here, in the event loop thread.
         """
+        had_content = {p for p in pending if self._hashes.get(p, EMPTY_DIGEST) != EMPTY_DIGEST}
         facts = await anyio.to_thread.run_sync(
             functools.partial(
                 _probe,
                 list(pending),
                 digests=self._exclude_unchanged,
                 signatures=self._stat_poller,
+                had_content=had_content,
             )
         )
         out: list[FileChange] = []

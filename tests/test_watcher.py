@@ -44,13 +44,12 @@ def inotify_watches() -> int:
     """inotify watches this process holds, over all its inotify instances."""
     total = 0
     for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
+        try:  # notify closes its fd from its own thread: it may be gone by now
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
+                with open(f"/proc/self/fdinfo/{fd}") as info:
+                    total += sum(1 for line in info if line.startswith("inotify wd:"))
         except OSError:
             continue
-        if target == "anon_inode:inotify":
-            with open(f"/proc/self/fdinfo/{fd}") as info:
-                total += sum(1 for line in info if line.startswith("inotify wd:"))
     return total
 
 
@@ -60,10 +59,16 @@ class Run:
         watcher: Watcher,
         receive: MemoryObjectReceiveStream[list[FileChange]],
         notices: list[str],
+        baseline: int,
     ) -> None:
         self.watcher = watcher
         self.receive = receive
         self.notices = notices
+        self.baseline = baseline  # inotify watches held before this watcher started
+
+    def watches(self) -> int:
+        """inotify watches held by this watcher."""
+        return inotify_watches() - self.baseline
 
     async def batch(self, timeout: float = 5.0) -> list[FileChange]:
         with anyio.fail_after(timeout):
@@ -81,10 +86,19 @@ async def watching(config: Config) -> AsyncIterator[Run]:
     notices: list[str] = []
     send, receive = anyio.create_memory_object_stream[list[FileChange]](100)
     watcher = Watcher(config, notice=notices.append)
+    baseline = inotify_watches()
     async with receive, anyio.create_task_group() as tg:
         await tg.start(watcher.run, send)
-        yield Run(watcher, receive, notices)
+        yield Run(watcher, receive, notices, baseline)
         tg.cancel_scope.cancel()
+    await inotify_watches_back_to(baseline)
+
+
+async def inotify_watches_back_to(baseline: int) -> None:
+    """notify closes an inotify fd from its own thread, shortly after the watcher stopped."""
+    with anyio.fail_after(5):
+        while inotify_watches() > baseline:
+            await anyio.sleep(0.01)  # poll
 
 
 def project(tmp_path: Path) -> Path:
@@ -154,6 +168,12 @@ def test_filter_include_dir_limits_the_watch() -> None:
     assert not accepts("app.py", include_dir=("src",))
     assert not accepts("srcfoo/app.py", include_dir=("src",))  # a path prefix, not a string one
     assert not accepts("src/.cache/app.py", include_dir=("src",))
+    # a directory outside root is an extra watch root (air #820); others outside are not
+    assert accepts("../shared/lib.py", include_dir=("src", "../shared"))
+    assert not accepts("../other/lib.py", include_dir=("../shared",))
+    assert not accepts("../other/lib.py")
+    assert accepts("app.py", include_dir=(".", "../shared"))
+    assert accepts("src/app.py", include_dir=("./", "../shared"))
 
 
 def test_filter_skips_hidden_tmp_testdata_and_always_excluded_dirs() -> None:
@@ -377,6 +397,24 @@ async def test_new_directories_are_watched_and_removed_ones_dropped(tmp_path: Pa
         (root / "pkg" / "c.py").write_text("c = 1\n")
         assert await run.batch() == [(A, str(root / "pkg" / "c.py"))]
         await run.assert_quiet()
+        # superseded awatches are stopped: one watch per watched directory again
+        with anyio.fail_after(5):
+            while run.watches() != len(run.watcher.watched_dirs):
+                await anyio.sleep(0.01)  # poll
+
+
+@pytest.mark.anyio
+async def test_include_file_in_an_excluded_dir_is_watched(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    vendor = root / "vendor"  # excluded by default
+    vendor.mkdir()
+    config = make_config(root, include_file=("vendor/patched.cfg",))
+    async with watching(config) as run:
+        assert run.watcher.watched_dirs == [root, root / "src", root / "templates", vendor]
+        (vendor / "other.py").write_text("x = 1\n")
+        (vendor / "patched.cfg").write_text("[x]\n")
+        assert await run.batch() == [(A, str(vendor / "patched.cfg"))]
+        await run.assert_quiet()
 
 
 @pytest.mark.anyio
@@ -414,12 +452,11 @@ async def test_excluded_trees_cost_no_inotify_watches(tmp_path: Path) -> None:
         seed = str(seeds[d % len(seeds)])
         for f in range(100):
             os.link(seed, folder / f"f{f}.js")
-    assert inotify_watches() == 0
     config = make_config(root, include_ext=("py", "html", "js"))
     async with watching(config) as run:
         kept = [root, root / "src", root / "src" / "pkg", root / "templates", root / "web"]
         assert run.watcher.watched_dirs == kept
-        assert inotify_watches() == len(kept)
+        assert run.watches() == len(kept)
         (modules / "pkg0" / "new.js").write_text("")  # not watched at all
         (root / "app.py").write_text("version = 2\n")
         assert await run.batch() == [(M, str(root / "app.py"))]
@@ -431,7 +468,7 @@ async def test_poll_mode(tmp_path: Path) -> None:
     config = make_config(root, poll=True, poll_interval=500)
     async with watching(config) as run:
         assert run.watcher.polling
-        assert inotify_watches() == 0
+        assert run.watches() == 0
         (root / "src" / "new.py").write_text("x = 1\n")
         assert await run.batch(timeout=5) == [(A, str(root / "src" / "new.py"))]
         (root / "pkg").mkdir()
@@ -525,14 +562,13 @@ async def test_shutdown_is_prompt_and_closes_the_stream(tmp_path: Path) -> None:
     root = project(tmp_path)
     send, receive = anyio.create_memory_object_stream[list[FileChange]](10)
     watcher = Watcher(make_config(root))
+    baseline = inotify_watches()
     with anyio.fail_after(2):
         async with anyio.create_task_group() as tg:
             await tg.start(watcher.run, send)
-            assert inotify_watches() == 3
+            assert inotify_watches() - baseline == 3
             tg.cancel_scope.cancel()
-    with anyio.fail_after(2):  # notify closes the inotify fd from its own thread
-        while inotify_watches():
-            await anyio.sleep(0.01)  # poll
+    await inotify_watches_back_to(baseline)
     with pytest.raises(anyio.EndOfStream):
         receive.receive_nowait()
     receive.close()
