@@ -3,6 +3,7 @@
     $ pyair -c .air.toml
     $ pyair --build.full_bin "python app.py" --build.delay 50 -- --port 8000
     $ pyair init
+    $ pyair smoke -c .air.toml --json smoke.json
 
 Every config key is also a flag named by its dotted path (lists are comma-separated), and a
 flag always wins over the file. This is the only module that exits.
@@ -24,7 +25,7 @@ from .console import Console
 from .engine import Engine
 from .errors import ConfigError, PyairError
 
-SUBCOMMANDS = ("init",)
+SUBCOMMANDS = ("init", "smoke")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,10 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run pyair; returns the exit code (0 ok, 1 runtime failure, 2 usage or config)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] in SUBCOMMANDS:
+        if argv and argv[0] == "init":
             from .init import main as init_main
 
             return init_main(argv[1:])
+        if argv and argv[0] == "smoke":
+            from .smoke import main as smoke_main
+
+            return smoke_main(argv[1:])
         namespace, overrides, app_args = parse_args(argv)
         path = find_config(namespace.config, Path.cwd())
         config = load_config(path, overrides=overrides, extra_args=app_args)

@@ -620,3 +620,69 @@ class Guardian:
             stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(timeout=3.0)
+
+
+# --------------------------------------------------------------------------- adopted orphans
+
+_PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def adopt_orphans(enabled: bool = True) -> bool:
+    """Linux: make this process the child subreaper of everything it starts (or stop being it).
+
+    A process of the app tree that daemonizes (double-forks, so its parent exits) is then
+    re-parented to this process instead of to init, and stays visible in :func:`child_pids`
+    even when it left the session and dropped ``PYAIR_TREE`` from its environment. False where
+    the kernel or platform does not support it.
+    """
+    if not sys.platform.startswith("linux"):  # pragma: no cover - not Linux
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, int(enabled), 0, 0, 0)) == 0
+    except (OSError, AttributeError):  # pragma: no cover - no prctl
+        return False
+
+
+def child_pids() -> set[int]:
+    """Live (not zombie) processes whose parent is this process."""
+    me = os.getpid()
+    return {pid for pid, entry in _table(None).items() if entry.ppid == me}
+
+
+def command_line(pid: int, limit: int = 80) -> str:
+    """``pid``'s command line, shortened to ``limit`` characters ("?" once it is gone)."""
+    try:
+        raw = _read(f"{_PROC}/{pid}/cmdline", 4096)
+        line = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    except OSError:
+        try:
+            line = " ".join(psutil.Process(pid).cmdline())
+        except psutil.Error:
+            line = ""
+    line = " ".join(line.split()) or "?"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def kill_processes(pids: Iterable[int]) -> set[int]:
+    """SIGKILL each of ``pids`` and every live descendant of them; the pids signalled."""
+    table = _table(None)
+    children: dict[int, list[int]] = {}
+    for pid, entry in table.items():
+        children.setdefault(entry.ppid, []).append(pid)
+    todo = [pid for pid in pids if pid in table]
+    doomed: set[int] = set()
+    while todo:
+        pid = todo.pop()
+        if pid not in doomed:
+            doomed.add(pid)
+            todo.extend(children.get(pid, ()))
+    doomed -= {0, 1, os.getpid()}
+    hit: set[int] = set()
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            hit.add(pid)
+    return hit
