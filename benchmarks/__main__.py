@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import reload
+from . import reload, templates
 from .common import machine
 
 
@@ -14,6 +14,8 @@ def main() -> None:
     args = parser.parse_args()
     print(f"machine: {machine()}\n")
     reload.main(["--rounds", str(args.rounds)])
+    print()
+    templates.main(["--rounds", str(args.rounds)])
 
 
 if __name__ == "__main__":

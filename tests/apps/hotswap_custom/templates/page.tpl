@@ -1,0 +1,2 @@
+<html><body><p>custom page v1</p>
+<footer>pid=$pid</footer></body></html>
