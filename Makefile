@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CODE   := supervisor tests benchmarks
 
-.PHONY: dev test lint typecheck pytest bench soak clean
+.PHONY: dev test lint typecheck pytest browser bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,12 +23,23 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict supervisor
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(BIN)/pytest
+
+# The browser tests drive Debian's chromium through Playwright (Playwright's own browser
+# download does not run here). CI runs as root on a clean Debian: install it there.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "chromium is missing and this is not root: browser tests will be skipped" \
+	         "(sudo apt-get install chromium)"; \
+	  fi; }
 
 test: lint typecheck pytest  ## what CI runs
 
-bench: $(STAMP)  ## save->served latency vs peers; prints tables (takes a few minutes)
+bench: $(STAMP) browser  ## save->served latency vs peers; prints tables (takes a few minutes)
 	$(BIN)/python -m benchmarks
 
 soak: $(STAMP)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import reload, templates
+from . import proxy, reload, templates, warm
 from .common import machine
 
 
@@ -15,7 +15,11 @@ def main() -> None:
     print(f"machine: {machine()}\n")
     reload.main(["--rounds", str(args.rounds)])
     print()
+    warm.main(["--rounds", str(args.rounds)])
+    print()
     templates.main(["--rounds", str(args.rounds)])
+    print()
+    proxy.main(["--rounds", str(args.rounds)])
 
 
 if __name__ == "__main__":

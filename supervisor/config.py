@@ -93,6 +93,9 @@ class BuildConfig:
     # pyair additions
     ready_url: str = ""
     ready_timeout: int = 10_000  # ms
+    # "auto" (restarts fork a warm interpreter that imported what the last app did), or the
+    # modules to preload; () when off (preload = false). See supervisor/zygote.py.
+    preload: str | tuple[str, ...] = "auto"
 
 
 @dataclass(frozen=True)
@@ -580,6 +583,32 @@ def _parse_entrypoint(value: object, *, from_flag: bool) -> tuple[str, ...]:
     return _parse_str_list(value, from_flag=from_flag)
 
 
+PRELOAD_HINT = 'write preload = "auto", preload = false or preload = ["flask", "jinja2"]'
+
+
+def _parse_preload(value: object, *, from_flag: bool) -> str | tuple[str, ...]:
+    """``"auto"``, ``false`` (→ ``()``), ``true`` (→ ``"auto"``) or a list of module names."""
+    if isinstance(value, bool):
+        return "auto" if value else ()
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word == "auto":
+            return "auto"
+        if from_flag and word in _TRUE:
+            return "auto"
+        if from_flag and word in _FALSE:
+            return ()
+        if not from_flag:
+            raise _BadValue(
+                f'expected "auto", false or a list of modules, got {value!r}', PRELOAD_HINT
+            )
+    names = _parse_str_list(value, from_flag=from_flag)
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            raise _BadValue(f"{name!r} is not a module name", PRELOAD_HINT)
+    return names
+
+
 def _clean_dir(path: str) -> str:
     return os.path.normpath(path.strip())
 
@@ -616,6 +645,8 @@ def _coerce(dotted: str, kind: Any, value: object, *, from_flag: bool) -> object
     File values must have the right TOML type (``enabled = "yes"`` is an error); flag values
     are strings and are converted. Durations accept integers and duration strings in both.
     """
+    if dotted == "build.preload":
+        return _parse_preload(value, from_flag=from_flag)
     if dotted in DURATION_KEYS:
         try:
             ms = parse_duration_ms(value, nanos_if_large=dotted == "build.kill_delay")
@@ -893,6 +924,8 @@ def _fix_hint(dotted: str, kind: Any, value: object = None, *, flag: bool = Fals
         return f"write a whole number, e.g. {leaf} = 8000"
     if dotted == "build.entrypoint":
         return 'write entrypoint = ["./bin/app", "--flag"] or entrypoint = "python app.py"'
+    if dotted == "build.preload":
+        return PRELOAD_HINT
     if kind == "tuple[str, ...]":
         if isinstance(value, str):
             return f"write a list: {leaf} = [{_toml_str(value)}]"

@@ -156,8 +156,10 @@ class ControlServer:
         log: Callable[[str], None],
         max_frame: int = protocol.MAX_FRAME,
         hello_timeout: float = 10.0,
+        on_modules: Callable[[int, protocol.Message], None] | None = None,
     ) -> None:
         self._is_member = is_member
+        self._on_modules = on_modules  # (peer pid, "modules" message), for preload = "auto"
         self._log = log
         self._max_frame = max_frame
         self._hello_timeout = hello_timeout
@@ -382,6 +384,12 @@ class ControlServer:
         elif kind == "ping":
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                 await conn.send(protocol.pong(msg["id"]))
+        elif kind == "modules":  # needs no hello: the agent sends it on a connection of its own
+            if self._on_modules is not None:
+                try:
+                    self._on_modules(conn.pid, msg)
+                except Exception as exc:
+                    self._log(f"control: pid {conn.pid}: modules report failed: {exc!r}")
         else:
             self._log(f"control: pid {conn.pid}: unexpected {kind!r} message dropped")
         return True

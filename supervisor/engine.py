@@ -13,12 +13,12 @@ and this module routes each classified :class:`~supervisor.classify.Plan`.
 from __future__ import annotations
 
 import enum
+import http.client
 import os
 import re
 import secrets
 import shutil
 import signal
-import socket
 import sys
 import time
 import urllib.error
@@ -32,7 +32,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from .agent import ENV_VAR as AGENT_ENV
 from .agent import bootstrap_dir
-from .classify import FileChange, Plan, classify
+from .classify import FileChange, Plan, classify, is_asset, is_template
 from .config import AppCommand, Config, child_environment
 from .console import Console
 from .control import TEMPLATE_ERROR, ControlServer, SwapResult
@@ -50,7 +50,9 @@ from .events import (
     TemplatesSwapped,
 )
 from .process import TREE_ENV, AppProcess, Guardian, StepResult, belongs_to_tree, run_step
+from .proxy import Proxy
 from .watcher import Watcher
+from .zygote import Preloader
 
 RERUN_BACKOFF_CAP_MS = 30_000
 STABLE_RUN_S = 10.0  # a rerun app that ran this long resets its back-off
@@ -96,6 +98,7 @@ class Engine:
         self._stopping: AppProcess | None = None
         self._generation = 0
         self.control: ControlServer | None = None
+        self.preloader: Preloader | None = None  # warm restarts ([build] preload)
         self._cycles = 0  # restart cycles in flight
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -104,17 +107,33 @@ class Engine:
         """Run until a stop signal; returns the process exit code (0 after a clean stop)."""
         self._banner()
         guardian = Guardian.start(self.token)
-        control = ControlServer(is_member=self._in_app_tree, log=self.console.debug)
+        control = ControlServer(
+            is_member=self._in_app_tree, log=self.console.debug, on_modules=self._on_modules
+        )
         try:
+            proxy = Proxy(self.config, self.console) if self.config.proxy.enabled else None
+            if proxy is not None:
+                await proxy.listen()  # a busy port: one clear error, nothing started
             async with control, anyio.create_task_group() as tg:
                 self.control = control
                 self._task_group = tg
+                self.preloader = self._preloader()
+                if self.preloader is not None:  # cancelled last: kills the zygotes
+                    await tg.start(self.preloader.run)
                 tg.start_soon(self._handle_signals)
                 send, receive = anyio.create_memory_object_stream[list[FileChange]](64)
-                watcher = Watcher(self.config, notice=self.console.warning, debug=self._debug_fs)
+                watcher = Watcher(
+                    self.config,
+                    notice=self.console.warning,
+                    debug=self._debug_fs,
+                    eager=self._acts_in_place,
+                )
                 await tg.start(watcher.run, send)
                 self.console.watcher(self._watching_line(watcher))
                 tg.start_soon(self._route_batches, receive)
+                if proxy is not None:  # listening before the app starts: requests wait
+                    await tg.start(proxy.serve)
+                    self.observers.append(proxy.on_event)
                 tg.start_soon(self._cycle, "start", None)
                 await self._stop_requested.wait()
                 await self._shutdown()
@@ -146,7 +165,32 @@ class Engine:
         existing = with_agent.get("PYTHONPATH")
         bootstrap = str(bootstrap_dir())
         with_agent["PYTHONPATH"] = bootstrap + (os.pathsep + existing if existing else "")
+        if self.preloader is not None:
+            with_agent.update(self.preloader.agent_env())
         return with_agent
+
+    def _preloader(self) -> Preloader | None:
+        """Warm restarts for a Python app command, unless ``[build] preload = false``."""
+        if not self.config.build.preload:
+            return None
+
+        def zygote_env() -> dict[str, str]:
+            return self._with_agent(app_environment(self.config, self.token))
+
+        env = zygote_env()
+        return Preloader.create(
+            self.config,
+            self.console,
+            session=self.token,
+            command=without_shell(self.config.app_command(), env),
+            env=zygote_env,
+            bootstrap=str(bootstrap_dir()),
+        )
+
+    def _on_modules(self, pid: int, msg: Mapping[str, object]) -> None:
+        """The app's agent reported its modules (preload = "auto"): only the app's leader's."""
+        if self.preloader is not None and self.app is not None and pid == self.app.pid:
+            self.preloader.modules_reported(msg)
 
     def emit(self, event: Event) -> None:
         """Tell every observer; an observer that raises is reported, never fatal."""
@@ -159,6 +203,10 @@ class Engine:
     def request_stop(self) -> None:
         """Stop as the first Ctrl-C would (for programmatic runs such as smoke tests)."""
         self._stop_requested.set()
+
+    def _acts_in_place(self, path: str) -> bool:
+        """Swapped or refreshed without a restart: cheap to act on at once, even twice."""
+        return is_template(path, self.config) or is_asset(path, self.config)
 
     def _in_app_tree(self, pid: int) -> bool:
         return belongs_to_tree(pid, self.token)
@@ -242,7 +290,9 @@ class Engine:
         if result.reason == TEMPLATE_ERROR and result.error is not None:
             error = result.error
             source = source_excerpt(error.file, error.line)
-            self.console.error(f"{error}; the previous template keeps serving", source=source)
+            self.console.error(
+                f"{str(error).rstrip('.')}; the previous template keeps serving", source=source
+            )
             self.emit(TemplateFailed(error.file, error.line, error.message, tuple(source)))
             return True
         if self.config.templates.on_no_agent == "ignore":
@@ -255,8 +305,9 @@ class Engine:
     def _swapped_line(self, result: SwapResult, what: str) -> str:
         names = ", ".join(result.names) or what
         line = f"swapped {names} in {result.rtt_ms:.1f} ms"
-        if self.app is not None:
-            line += f" (pid {self.app.pid}, no restart)"
+        agent = self.control.agent if self.control is not None else None
+        if agent is not None:  # the process that swapped, not a shell in front of it
+            line += f" (pid {agent.pid}, no restart)"
         if result.unclaimed:
             line += f"; no engine uses {len(result.unclaimed)} of the files"
         return line
@@ -338,9 +389,17 @@ class Engine:
         try:
             self._generation += 1
             token = f"{self.token}/app-{self._generation}"
-            app = await AppProcess.start(
-                command, cwd=self.config.root, env=self._with_agent(env), token=token
-            )
+            app_env = self._with_agent(env)
+            app = None
+            if self.preloader is not None:
+                app = await self.preloader.start(
+                    command, cwd=self.config.root, env=app_env, token=token
+                )
+            warm = app is not None
+            if app is None:
+                app = await AppProcess.start(
+                    command, cwd=self.config.root, env=app_env, token=token
+                )
         except OSError as exc:
             self.console.error(f"cannot start {command.display}: {exc}")
             self.state = State.crashed
@@ -359,6 +418,8 @@ class Engine:
         elif self._probes_readiness:
             self.emit(AppNotReady(app.pid, generation))
         timing = f"build {build_ms:.0f} ms" if self.config.build.cmd else "no build"
+        if self.preloader is not None:  # warm: forked from the zygote; cold: a new interpreter
+            timing = f"{'warm' if warm else 'cold'}, {timing}"
         if ready_ms is not None:
             self.console.runner(
                 f"pid {app.pid} ready in {ready_ms:.0f} ms ({timing}, "
@@ -493,8 +554,13 @@ def _probe(url: str, port: int) -> bool:
             return 200 <= exc.code < 400
         except (OSError, ValueError):
             return False
+    # the port accepting is not enough: a server can listen before it can answer
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
+        conn.request("GET", "/", headers={"User-Agent": "pyair-ready-probe"})
+        conn.getresponse().close()
+        return True
+    except (OSError, http.client.HTTPException):
         return False
+    finally:
+        conn.close()

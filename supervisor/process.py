@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import anyio
 import anyio.abc
@@ -126,7 +126,7 @@ def _stat_fields(pid: int | str) -> list[bytes]:
     return stat[stat.rfind(b")") + 2 :].split(b" ", 20)
 
 
-def _start_ticks(pid: int) -> int | None:
+def start_ticks(pid: int) -> int | None:
     try:
         return int(_stat_fields(pid)[19])
     except (OSError, IndexError, ValueError):
@@ -203,10 +203,23 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
+class Leader(Protocol):
+    """A tree's leader: an anyio Process, or a warm app the zygote forked (its exit comes
+    over the zygote's socket). It leads its own session, so its pid is the process group."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+
 class _Tree:
     """The processes of one tree: the leader, its process group, every descendant, the token."""
 
-    def __init__(self, leader: anyio.abc.Process, token: str) -> None:
+    def __init__(self, leader: Leader, token: str) -> None:
         self.leader = leader
         self.pgid = leader.pid  # the leader is started in a new session
         self.token = token
@@ -217,7 +230,7 @@ class _Tree:
     def scan(self) -> list[psutil.Process]:
         """Look at every process; add the tree's new ones to ``members`` and return them."""
         if self.since is None and self.leader.returncode is None:
-            self.since = _start_ticks(self.leader.pid)
+            self.since = start_ticks(self.leader.pid)
         table = _table(self.token, since=self.since)
         known = {pid for pid, proc in self.members.items() if pid in table and _alive(proc)}
         if self.leader.returncode is None:  # once reaped, its pid may be someone else's
@@ -425,7 +438,7 @@ async def run_step(
 class AppProcess:
     """The app's child, leader of its own session, and everything it starts."""
 
-    def __init__(self, process: anyio.abc.Process, command: AppCommand, token: str) -> None:
+    def __init__(self, process: Leader, command: AppCommand, token: str) -> None:
         self._process = process
         self.command = command
         self.token = token

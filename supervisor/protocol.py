@@ -19,6 +19,11 @@ Messages (``PROTOCOL_VERSION`` = 1)::
                                                         # template (optional, default false)
     ping   either way      {"type": "ping", "id": 1}
     pong   either way      {"type": "pong", "id": 1}
+    modules agent -> pyair {"type": "modules", "pid": 123, "names": ["flask", ...],
+                            "files": ["/venv/.../flask/__init__.py", ...], "prefixes": [...]}
+                           # the app's sys.modules (files[i]: names[i]'s file or package
+                           # directory, "" if none) and its interpreter prefixes, for
+                           # [build] preload = "auto"; sent on a short connection of its own
 
 Errors: a frame whose payload is not a valid message raises ``ProtocolError`` after the frame is
 consumed, so the caller logs it, drops it and carries on. A header announcing more than
@@ -53,6 +58,7 @@ __all__ = [
     "decode_payload",
     "encode",
     "hello",
+    "modules",
     "ping",
     "pong",
     "swap",
@@ -103,6 +109,16 @@ def ack(
         "ms": round(float(ms), 3),
         "error": error,
         "unclaimed": list(unclaimed or ()),
+    }
+
+
+def modules(pid: int, names: list[str], files: list[str], prefixes: list[str]) -> Message:
+    return {
+        "type": "modules",
+        "pid": pid,
+        "names": list(names),
+        "files": list(files),
+        "prefixes": list(prefixes),
     }
 
 
@@ -159,6 +175,12 @@ def validate(msg: object) -> Message:
         _need(msg, "error", msg["ok"] or error is not None)
     elif kind in ("ping", "pong"):
         _need(msg, "id", _is_int(msg.get("id")))
+    elif kind == "modules":
+        _need(msg, "pid", _is_int(msg.get("pid")))
+        _need(msg, "names", _is_str_list(msg.get("names")))
+        _need(msg, "files", _is_str_list(msg.get("files")))
+        _need(msg, "files", len(msg["files"]) == len(msg["names"]))
+        _need(msg, "prefixes", _is_str_list(msg.get("prefixes", [])))
     else:
         raise ProtocolError(f"unknown message type {kind!r}")
     return msg

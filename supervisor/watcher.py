@@ -21,7 +21,9 @@ The only module that imports watchfiles. How it works:
   ``max(3 * delay, 50 ms)``. "Nothing new" is proven by watchfiles' own checks of its pending
   set (the Rust loop calls our stop event's ``is_set()`` at each one), not by when batches
   happen to reach this task, so a burst is not split when the CPU is busy. A save is emitted
-  about 18 ms after it was written.
+  about 18 ms after it was written. Changes the engine acts on in place (a template swap, a
+  stylesheet refresh: cheap, and harmless to repeat) are ``eager``: while only a few of them
+  are pending they are emitted as soon as watchfiles reports them, about 5 ms after the save.
 * **Merging.** watchfiles' raw batches are *sets*, so the order of events inside one is lost.
   A path's final change is therefore settled from whether it existed before the batch (known
   to the watcher, or reported without ``added``) and whether it exists now: a temp file added
@@ -540,8 +542,13 @@ class Watcher:
         *,
         notice: Callable[[str], None] = _log_notice,
         debug: Callable[[str], None] | None = None,
+        eager: Callable[[str], bool] | None = None,
     ) -> None:
+        """``eager(path)``: changes that are cheap and harmless to act on twice (a template
+        swap, a stylesheet refresh) are emitted without waiting for quiet while only a few
+        such paths are pending; anything else still waits for the quiet window."""
         self.config = config
+        self._eager = eager
         self._rules = _Rules(config)
         self._notice = notice
         self._debug = debug
@@ -745,8 +752,10 @@ class Watcher:
                     now = time.monotonic()
                     cap_at = first_at + self._cap_s
                     quiet_s, delay_s = self._quiet_window(len(pending))
-                    if now >= cap_at or (
-                        now >= last_at + quiet_s and self._all_quiet(last_at + delay_s)
+                    if (
+                        now >= cap_at
+                        or self._all_eager(pending)
+                        or (now >= last_at + quiet_s and self._all_quiet(last_at + delay_s))
                     ):
                         batch = await self._settle_all(pending)
                         pending = {}
@@ -773,6 +782,10 @@ class Watcher:
                     first_at = last_at = stamp
                 last_at = max(last_at, stamp)
             await anyio.lowlevel.checkpoint()
+
+    def _all_eager(self, pending: Mapping[str, bool]) -> bool:
+        eager = self._eager
+        return eager is not None and len(pending) <= SMALL_BATCH and all(map(eager, pending))
 
     def _quiet_window(self, pending: int) -> tuple[float, float]:
         """(seconds of quiet after the last change, the time the watchers must prove empty).

@@ -118,6 +118,7 @@ LAYERS = [
     "smoke",
     "init",
     "engine",
+    "zygote",
     "watcher",
     "classify",
     "process",

@@ -82,10 +82,10 @@ class Run:
 
 
 @asynccontextmanager
-async def watching(config: Config) -> AsyncIterator[Run]:
+async def watching(config: Config, eager: Any = None) -> AsyncIterator[Run]:
     notices: list[str] = []
     send, receive = anyio.create_memory_object_stream[list[FileChange]](100)
-    watcher = Watcher(config, notice=notices.append)
+    watcher = Watcher(config, notice=notices.append, eager=eager)
     baseline = inotify_watches()
     async with receive, anyio.create_task_group() as tg:
         await tg.start(watcher.run, send)
@@ -256,6 +256,20 @@ async def test_one_save_is_one_batch(tmp_path: Path) -> None:
         assert elapsed < 1.0, f"{elapsed * 1000:.0f} ms from write to batch"
         await run.assert_quiet()
         assert run.notices == []
+
+
+@pytest.mark.anyio
+async def test_eager_changes_skip_the_quiet_window_and_others_do_not(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    config = make_config(root, delay=2000)  # a quiet window far longer than the bounds below
+    async with watching(config, eager=lambda path: path.endswith(".html")) as run:
+        start = time.perf_counter()
+        (root / "templates" / "x.html").write_text("<p>2</p>\n")
+        assert await run.batch(timeout=1.5) == [(M, str(root / "templates" / "x.html"))]
+        assert time.perf_counter() - start < 1.5
+        (root / "app.py").write_text("version = 2\n")
+        await run.assert_quiet(1.0)  # a source change still waits for 2 s of quiet
+        assert await run.batch(timeout=5.0) == [(M, str(root / "app.py"))]
 
 
 @pytest.mark.anyio

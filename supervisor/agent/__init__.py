@@ -67,6 +67,7 @@ __all__ = ["ENV_VAR", "TemplateFailure", "bootstrap_dir", "engines", "register",
 
 ENV_VAR = "PYAIR_CONTROL"
 DEBUG_ENV_VAR = "PYAIR_AGENT_DEBUG"
+PRELOAD_ENV_VAR = "PYAIR_PRELOAD"  # "auto": report the imported modules (see _preload)
 
 
 class TemplateFailure(Exception):
@@ -249,4 +250,11 @@ def start(control_path: str | None = None) -> bool:
     install_hooks()
     if _engines:  # something registered before start
         _engine_found(_engines[0])
+    if os.environ.get(PRELOAD_ENV_VAR) == "auto":
+        try:
+            from . import _preload
+
+            _preload.start(path)
+        except Exception as exc:
+            warn(f"cannot report modules: {type(exc).__name__}: {exc}")
     return True

@@ -91,4 +91,5 @@ def _boot() -> None:
     _chain_user_sitecustomize()
 
 
-_boot()
+if __name__ == "sitecustomize":  # pyair's zygote loads it by path for _start_agent() only
+    _boot()

@@ -1,0 +1,80 @@
+"""Tells pyair which modules the app imported, for ``[build] preload = "auto"``.
+
+Only in the app's leader (the process pyair started, leader of its own session): a zygote's
+fork replaces that one. A daemon thread (``_thread``: nothing imported at start-up) sends the
+app's ``sys.modules`` on a short control-socket connection of its own, a second after start
+and a few times later while the set keeps growing (lazy imports on the first requests), then
+ends. pyair keeps the libraries and the standard library and drops the project's own modules.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from . import debug
+
+REPORT_AT_S = (1.0, 3.0, 10.0, 30.0)  # after start; a report only when sys.modules grew
+
+
+def start(control_path: str) -> bool:
+    """Start the reporter thread in the session leader; False anywhere else."""
+    if not hasattr(os, "getsid") or os.getsid(0) != os.getpid():
+        return False
+    import _thread
+
+    _thread.start_new_thread(_run, (control_path,))
+    return True
+
+
+def _run(control_path: str) -> None:
+    import time
+
+    started = time.monotonic()
+    sent = 0
+    for at in REPORT_AT_S:
+        time.sleep(max(0.0, started + at - time.monotonic()))
+        count = len(sys.modules)
+        if count == sent:
+            continue
+        sent = count
+        try:
+            report(control_path)
+        except Exception as exc:  # pyair gone, socket closed: never the app's problem
+            debug(f"modules report failed: {type(exc).__name__}: {exc}")
+            return
+
+
+def snapshot() -> tuple[list[str], list[str]]:
+    """(names, files) of ``sys.modules``: each module's file, or package directory, or ''."""
+    names: list[str] = []
+    files: list[str] = []
+    for name, module in list(sys.modules.items()):
+        where = getattr(module, "__file__", None)
+        if not isinstance(where, str):
+            where = ""
+            try:
+                for entry in getattr(module, "__path__", None) or ():
+                    if isinstance(entry, str):
+                        where = entry
+                        break
+            except Exception:
+                pass
+        names.append(name)
+        files.append(where)
+    return names, files
+
+
+def report(control_path: str) -> None:
+    import socket
+
+    from .. import protocol
+
+    names, files = snapshot()
+    prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix]
+    data = protocol.encode(protocol.modules(os.getpid(), names, files, prefixes))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2.0)
+        sock.connect(control_path)
+        sock.sendall(data)
+    debug(f"reported {len(names)} modules")
