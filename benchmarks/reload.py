@@ -34,6 +34,7 @@ from .common import (
 PYAIR_TOML = """
 [build]
 full_bin = "{python} app.py"
+preload = {preload}
 [env]
 PORT = "{port}"
 """
@@ -88,9 +89,16 @@ def cold_start(base: Path) -> float:
         proc.wait()
 
 
-def pyair(project: Path, port: int) -> list[str]:
-    (project / ".air.toml").write_text(PYAIR_TOML.format(python=sys.executable, port=port))
+def pyair(project: Path, port: int, preload: str = '"auto"') -> list[str]:
+    """pyair with its defaults (warm restarts from the second one on)."""
+    text = PYAIR_TOML.format(python=sys.executable, port=port, preload=preload)
+    (project / ".air.toml").write_text(text)
     return pyair_argv("-c", str(project / ".air.toml"))
+
+
+def pyair_cold(project: Path, port: int) -> list[str]:
+    """pyair with ``preload = false``: every restart is a cold start, as in other tools."""
+    return pyair(project, port, preload="false")
 
 
 def watchfiles_cli(project: Path, port: int) -> list[str]:
@@ -101,7 +109,11 @@ def watchfiles_cli(project: Path, port: int) -> list[str]:
 def run(rounds: int) -> tuple[Series, list[Series]]:
     base = Path(tempfile.mkdtemp(prefix="pyair-bench-"))
     floor = Series("cold `python app.py` (floor)")
-    tools = [Supervised("pyair", base, pyair), Supervised("watchfiles CLI", base, watchfiles_cli)]
+    tools = [
+        Supervised("pyair", base, pyair),
+        Supervised("pyair preload=false", base, pyair_cold),
+        Supervised("watchfiles CLI", base, watchfiles_cli),
+    ]
     series = {tool.name: Series(tool.name) for tool in tools}
     try:
         for _ in range(rounds):
@@ -156,11 +168,13 @@ def main(argv: list[str] | None = None) -> None:
     floor, rows = run(args.rounds)
     print(table(".py save → new version served (tiny http.server app)", [floor, *rows], floor))
     by_name = {row.name: row for row in rows}
-    pyair_row, peer = by_name["pyair"], by_name["watchfiles CLI"]
-    print(
-        f"pyair - floor: {pyair_row.median - floor.median:+.1f} ms median; "
-        f"pyair / watchfiles CLI: {pyair_row.median / peer.median:.2f}x"
-    )
+    peer = by_name["watchfiles CLI"]
+    for name in ("pyair", "pyair preload=false"):
+        row = by_name[name]
+        print(
+            f"{name}: {row.median - floor.median:+.1f} ms vs the floor (median), "
+            f"{row.median / peer.median:.2f}x the watchfiles CLI"
+        )
     print(f"restarts for a 500-file burst: pyair {burst_restarts()}")
 
 

@@ -113,6 +113,27 @@ def inject_script(body: bytes, tag: bytes) -> bytes:
     return body[: last.start()] + tag + body[last.start() :]
 
 
+MAX_CSS_PREVIEW = 256 * 1024
+
+
+def _stylesheet_texts(files: Iterable[str], names: Iterable[str]) -> dict[str, str]:
+    """The saved stylesheets' text, for the page to apply before its re-fetch returns.
+
+    The app serves the same file a few milliseconds later and that copy replaces this one, so
+    an app that transforms CSS on the way out is only previewed from disk for that long.
+    """
+    texts: dict[str, str] = {}
+    for file, name in zip(files, names, strict=False):
+        try:
+            with open(file, "rb") as source:
+                data = source.read(MAX_CSS_PREVIEW + 1)
+        except OSError:
+            continue
+        if len(data) <= MAX_CSS_PREVIEW:
+            texts[name] = data.decode("utf-8", errors="replace")
+    return texts
+
+
 def should_inject(request: _Headers, method: bytes, status: int, response: _Headers) -> bool:
     """Is this response a page the script belongs in (not a fragment, a download, a HEAD)?"""
     if method == b"HEAD" or status in (204, 206, 304) or status < 200:  # 206: a byte range
@@ -455,7 +476,8 @@ class Proxy:
             if event.css_only and self.settings.css_refresh:
                 self._css += 1
                 paths = [self._display(p) for p in event.paths]
-                self.hub.broadcast(sse("css", {"rev": self._css, "paths": paths}))
+                texts = _stylesheet_texts(event.paths, paths)
+                self.hub.broadcast(sse("css", {"rev": self._css, "paths": paths, "texts": texts}))
             else:
                 self.hub.broadcast(sse("reload", {}))
         elif isinstance(event, Stopping):

@@ -434,3 +434,17 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
             raise AssertionError(f"closed after {data!r}")
         data += chunk
     return data
+
+
+def test_css_event_carries_the_saved_text_up_to_a_size_limit(tmp_path: Path) -> None:
+    from supervisor.proxy import MAX_CSS_PREVIEW, _stylesheet_texts
+
+    small = tmp_path / "site.css"
+    small.write_text("h1 { background: url(img/x.png); }\n")
+    big = tmp_path / "big.css"
+    big.write_bytes(b"/*" + b"x" * MAX_CSS_PREVIEW + b"*/")
+    missing = tmp_path / "gone.css"
+    texts = _stylesheet_texts(
+        [str(small), str(big), str(missing)], ["static/site.css", "big.css", "gone.css"]
+    )
+    assert texts == {"static/site.css": "h1 { background: url(img/x.png); }\n"}

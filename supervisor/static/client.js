@@ -70,7 +70,7 @@
       if (d.gen !== page.gen) reloadOnce("gen " + d.gen);
     });
     on("update", (d) => update(d.rev));
-    on("css", (d) => refreshCss(d.paths, d.rev));
+    on("css", (d) => refreshCss(d.paths, d.rev, d.texts || {}));
     on("reload", () => location.reload());
     on("error", showError);
     on("clear", hideError);
@@ -129,7 +129,7 @@
 
   let cssRound = 0;
 
-  function refreshCss(paths, rev) {
+  function refreshCss(paths, rev, texts = {}) {
     if (typeof rev === "number") page.css = rev;
     const links = Array.from(document.querySelectorAll('link[rel~="stylesheet"][href]')).filter(
       (l) => !l.hasAttribute("data-pyair-stale"),
@@ -142,7 +142,28 @@
       else if (score === best && score > 0) targets.push(link);
     }
     // no <link> names the file (an @import, a renamed bundle): refresh them all, still cheap
-    for (const link of best > 0 ? targets : links) swap(link);
+    for (const link of best > 0 ? targets : links) {
+      const text = best > 0 ? bestText(link, paths, texts) : undefined;
+      swap(link, text);
+    }
+  }
+
+  function bestText(link, paths, texts) {
+    let found, score = 0;
+    for (const path of paths) {
+      const s = matchScore(link, path);
+      if (s > score && path in texts) [found, score] = [texts[path], s];
+    }
+    return found;
+  }
+
+  // url(...) and @import paths in the saved text are relative to the stylesheet, not the page
+  function rebase(text, base) {
+    const absolute = (ref) =>
+      /^([a-z][a-z0-9+.-]*:|\/|#)/i.test(ref) ? ref : new URL(ref, base).href;
+    return text
+      .replace(/url\(\s*(['"]?)([^'")]+)\1\s*\)/g, (_, q, ref) => `url(${q}${absolute(ref)}${q})`)
+      .replace(/@import\s+(['"])([^'"]+)\1/g, (_, q, ref) => `@import ${q}${absolute(ref)}${q}`);
   }
 
   // how many trailing path segments of the link's URL and the changed file agree
@@ -157,16 +178,29 @@
     return n;
   }
 
-  function swap(link) {
+  function swap(link, text) {
     const original = link.getAttribute("data-pyair-href") || link.getAttribute("href");
     const url = new URL(original, location.href);
+    let preview = null;
+    if (text !== undefined) {
+      // the saved text applies at once, in the link's place in the cascade; the app's own
+      // copy replaces it a few milliseconds later
+      preview = document.createElement("style");
+      preview.setAttribute("data-pyair", "");
+      preview.textContent = rebase(text, url.href);
+      link.after(preview);
+      if (link.sheet) link.sheet.disabled = true;
+    }
     url.searchParams.set("__pyair", Date.now().toString(36) + "." + ++cssRound);
     const fresh = link.cloneNode(false);
     fresh.setAttribute("data-pyair-href", original);
     fresh.setAttribute("href", url.href);
     link.setAttribute("data-pyair-stale", "");
     // the old sheet stays applied until the new one is in: no flash of unstyled content
-    const done = () => link.remove();
+    const done = () => {
+      link.remove();
+      if (preview) preview.remove();
+    };
     fresh.addEventListener("load", done, { once: true });
     fresh.addEventListener("error", done, { once: true });
     link.after(fresh);
