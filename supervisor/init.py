@@ -213,7 +213,7 @@ def render(found: Detected) -> str:
     lines += [
         f'exclude_dir = ["tmp", "static/vendor"{excluded}]',
         "# Quiet time (ms) after the last change before acting.",
-        "delay = 20",
+        "delay = 10",
         "# SIGTERM (SIGINT when true) to the app's whole process tree; SIGKILL after kill_delay.",
         "send_interrupt = false",
         'kill_delay = "500ms"',
