@@ -262,7 +262,8 @@ class Engine:
             self.console.watcher(f"{what} changed (static, served from disk)")
             self.emit(AssetsChanged(plan.assets, plan.css_only))
             return
-        if plan.action == "swap" and await self._swap_templates(plan, what):
+        if plan.action == "swap":
+            await self._swap_templates(plan, what)
             return
         self.console.clear_on_rebuild()
         self.console.watcher(f"{what} changed")
@@ -274,19 +275,19 @@ class Engine:
             self._build_scope.cancel()
         self._task_group.start_soon(self._cycle, "change", plan)
 
-    async def _swap_templates(self, plan: Plan, what: str) -> bool:
-        """Hot-swap ``plan.templates`` in the running app; False when a restart must do it."""
+    async def _swap_templates(self, plan: Plan, what: str) -> None:
+        """Hot-swap ``plan.templates`` in the running app, or restart when no agent can."""
         if self._cycles and self.state is State.building:
             # the app about to be started reads every template afresh
             self.console.debug(f"{what} changed during a restart: the new app loads it")
-            return True
+            return
         assert self.control is not None
         timeout = self.config.templates.swap_timeout
         result = await self.control.swap(list(plan.templates), timeout_ms=timeout)
         if result.ok:
             self.console.runner(self._swapped_line(result, what))
             self.emit(TemplatesSwapped(result.names, plan.templates, result.rtt_ms))
-            return True
+            return
         if result.reason == TEMPLATE_ERROR and result.error is not None:
             error = result.error
             source = source_excerpt(error.file, error.line)
@@ -294,13 +295,12 @@ class Engine:
                 f"{str(error).rstrip('.')}; the previous template keeps serving", source=source
             )
             self.emit(TemplateFailed(error.file, error.line, error.message, tuple(source)))
-            return True
+            return
         if self.config.templates.on_no_agent == "ignore":
             self.console.watcher(f"{what} changed; not swapped ({result.reason}), ignored")
-            return True
+            return
         self.console.watcher(f"{what} changed; not swapped ({result.reason}): restarting")
         self._restart(plan)
-        return True
 
     def _swapped_line(self, result: SwapResult, what: str) -> str:
         names = ", ".join(result.names) or what
@@ -386,20 +386,9 @@ class Engine:
     ) -> None:
         command = without_shell(self.config.app_command(), env)
         spawn_start = time.perf_counter()
+        self._generation += 1
         try:
-            self._generation += 1
-            token = f"{self.token}/app-{self._generation}"
-            app_env = self._with_agent(env)
-            app = None
-            if self.preloader is not None:
-                app = await self.preloader.start(
-                    command, cwd=self.config.root, env=app_env, token=token
-                )
-            warm = app is not None
-            if app is None:
-                app = await AppProcess.start(
-                    command, cwd=self.config.root, env=app_env, token=token
-                )
+            app, warm = await self._spawn(command, env, f"{self.token}/app-{self._generation}")
         except OSError as exc:
             self.console.error(f"cannot start {command.display}: {exc}")
             self.state = State.crashed
@@ -429,6 +418,21 @@ class Engine:
             self.console.runner(
                 f"started pid {app.pid} in {_ms_since(spawn_start):.0f} ms ({timing})"
             )
+
+    async def _spawn(
+        self, command: AppCommand, env: Mapping[str, str], token: str
+    ) -> tuple[AppProcess, bool]:
+        """Fork the warm zygote when it is ready and healthy, else start cold; (app, warm)."""
+        app_env = self._with_agent(env)
+        if self.preloader is not None:
+            app = await self.preloader.start(
+                command, cwd=self.config.root, env=app_env, token=token
+            )
+            if app is not None:
+                return app, True
+        return await AppProcess.start(
+            command, cwd=self.config.root, env=app_env, token=token
+        ), False
 
     @property
     def _probes_readiness(self) -> bool:
