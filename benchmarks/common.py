@@ -156,3 +156,105 @@ def timed(label: str, fn: Callable[[], None]) -> None:
     start = time.perf_counter()
     fn()
     print(f"  ({label}: {time.perf_counter() - start:.1f} s)", file=sys.stderr)
+
+
+Argv = Callable[[Path, int], list[str]]
+
+
+class Supervised:
+    """A supervisor (or a plain app) serving its own copy of a project, logging to a file.
+
+    tool = Supervised("pyair", base, argv, write_project, ready="version=0")
+    ms = tool.round(lambda d, n: (write_version(d / "app.py", str(n)), f"version={n}"))
+    """
+
+    def __init__(
+        self,
+        name: str,
+        base: Path,
+        argv: Argv,
+        write_project: Callable[[Path], None],
+        *,
+        ready: str,
+    ) -> None:
+        self.name = name
+        self.dir = base / re.sub(r"\W+", "_", name).strip("_")
+        self.dir.mkdir(parents=True)
+        write_project(self.dir)
+        self.port = free_port()
+        self.n = 0
+        self.log_path = base / f"{self.dir.name}.log"
+        self.log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            argv(self.dir, self.port),
+            cwd=self.dir,
+            env=bench_env(self.port),
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        poll_until(self.port, ready, timeout=30)
+
+    def round(self, edit: Callable[[Path, int], tuple[float, str]]) -> float:
+        """``edit(dir, n)`` saves version ``n`` and returns (t0, what the app then serves)."""
+        self.n += 1
+        t0, needle = edit(self.dir, self.n)
+        return (poll_until(self.port, needle) - t0) * 1000
+
+    def text(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.text()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: no /{pattern}/ in its log")
+            time.sleep(0.05)  # poll
+
+    def count(self, pattern: str) -> int:
+        return len(re.findall(pattern, self.text()))
+
+    def close(self) -> None:
+        stop(self.proc)
+        if not self.log.closed:
+            self.log.close()
+
+
+def save_version(project: Path, n: int) -> tuple[float, str]:
+    """The edit of a ``.py`` round: a new VERSION in app.py."""
+    return write_version(project / "app.py", str(n)), f"version={n}"
+
+
+def cold_start(base: Path, app: str, ready: str = "version=0") -> float:
+    """A cold ``python app.py`` (the floor): spawn → first response with ``ready``, in ms."""
+    work = base / "cold"
+    work.mkdir(exist_ok=True)
+    (work / "app.py").write_text(app)
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "app.py"],
+        cwd=work,
+        env=bench_env(port),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        return (poll_until(port, ready) - t0) * 1000
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def watchfiles_cli(watched: str = ".") -> Argv:
+    """The peer: watchfiles' own CLI restarting ``python app.py`` on changes under ``watched``."""
+
+    def argv(project: Path, port: int) -> list[str]:
+        exe = Path(sys.executable).parent / "watchfiles"
+        return [str(exe), f"{sys.executable} app.py", str(project / watched)]
+
+    return argv

@@ -16,19 +16,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from .common import (
     APP,
     Series,
+    Supervised,
     bench_env,
+    cold_start,
     free_port,
     poll_until,
     pyair_argv,
+    save_version,
     stop,
     table,
-    write_version,
+    watchfiles_cli,
 )
 
 PYAIR_TOML = """
@@ -40,53 +42,8 @@ PORT = "{port}"
 """
 
 
-class Supervised:
-    """One supervisor process watching its own project copy."""
-
-    def __init__(self, name: str, base: Path, argv: Callable[[Path, int], list[str]]) -> None:
-        self.name = name
-        self.dir = base / name.replace(" ", "_")
-        self.dir.mkdir()
-        (self.dir / "app.py").write_text(APP)
-        self.port = free_port()
-        self.version = 0
-        self.log = open(self.dir.parent / f"{self.dir.name}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            argv(self.dir, self.port),
-            cwd=self.dir,
-            env=bench_env(self.port),
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        poll_until(self.port, "version=0", timeout=30)
-        time.sleep(1.0)  # let the watcher settle before the first edit
-
-    def round(self) -> float:
-        self.version += 1
-        t0 = write_version(self.dir / "app.py", str(self.version))
-        return (poll_until(self.port, f"version={self.version}") - t0) * 1000
-
-    def close(self) -> None:
-        stop(self.proc)
-        self.log.close()
-
-
-def cold_start(base: Path) -> float:
-    work = base / "cold"
-    work.mkdir(exist_ok=True)
-    (work / "app.py").write_text(APP)
-    port = free_port()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "app.py"], cwd=work, env=bench_env(port), stdin=subprocess.DEVNULL
-    )
-    try:
-        return (poll_until(port, "version=0") - t0) * 1000
-    finally:
-        proc.kill()
-        proc.wait()
+def write_app(project: Path) -> None:
+    (project / "app.py").write_text(APP)
 
 
 def pyair(project: Path, port: int, preload: str = '"auto"') -> list[str]:
@@ -101,25 +58,24 @@ def pyair_cold(project: Path, port: int) -> list[str]:
     return pyair(project, port, preload="false")
 
 
-def watchfiles_cli(project: Path, port: int) -> list[str]:
-    exe = Path(sys.executable).parent / "watchfiles"
-    return [str(exe), f"{sys.executable} app.py", str(project)]
-
-
 def run(rounds: int) -> tuple[Series, list[Series]]:
     base = Path(tempfile.mkdtemp(prefix="pyair-bench-"))
     floor = Series("cold `python app.py` (floor)")
     tools = [
-        Supervised("pyair", base, pyair),
-        Supervised("pyair preload=false", base, pyair_cold),
-        Supervised("watchfiles CLI", base, watchfiles_cli),
+        Supervised(name, base, argv, write_app, ready="version=0")
+        for name, argv in (
+            ("pyair", pyair),
+            ("pyair preload=false", pyair_cold),
+            ("watchfiles CLI", watchfiles_cli()),
+        )
     ]
+    time.sleep(1.0)  # the watchers settle before the first edit
     series = {tool.name: Series(tool.name) for tool in tools}
     try:
         for _ in range(rounds):
-            floor.samples.append(cold_start(base))
+            floor.samples.append(cold_start(base, APP))
             for tool in tools:
-                series[tool.name].samples.append(tool.round())
+                series[tool.name].samples.append(tool.round(save_version))
                 time.sleep(0.3)  # let the restarted app settle before the next tool's edit
     finally:
         for tool in tools:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import REPO, Series, bench_env, fetch, free_port, poll_until, pyair_argv, stop
+from .common import REPO, Series, Supervised, bench_env, fetch, pyair_argv, watchfiles_cli
 
 TARGET_MEDIAN_MS = 25.0
 TARGET_P95_MS = 60.0
@@ -91,6 +91,9 @@ PORT = "{port}"
 """
 
 
+READY = "page r0<"
+
+
 def make_project(where: Path) -> None:
     (where / "templates").mkdir(parents=True)
     (where / "app.py").write_text(APP)
@@ -98,13 +101,13 @@ def make_project(where: Path) -> None:
     (where / "templates" / "page.html").write_text(PAGE_HTML.replace("@N@", "0"))
 
 
-def write_page(page: Path, n: int) -> float:
-    """Save a new page.html the way an editor does (truncate + write); returns t0."""
+def save_page(project: Path, n: int) -> tuple[float, str]:
+    """Save a new page.html the way an editor does (truncate + write); (t0, what then serves)."""
     text = PAGE_HTML.replace("@N@", str(n))
     t0 = time.perf_counter()
-    with open(page, "w") as out:
+    with open(project / "templates" / "page.html", "w") as out:
         out.write(text)
-    return t0
+    return t0, f"page r{n}<"
 
 
 def served_pid(port: int) -> int:
@@ -118,43 +121,6 @@ def served_pid(port: int) -> int:
 Argv = Callable[[Path, int], list[str]]
 
 
-class Supervised:
-    """One supervisor (or a plain app) running its own project copy."""
-
-    def __init__(self, name: str, base: Path, argv: Argv) -> None:
-        self.name = name
-        self.dir = base / re.sub(r"\W+", "_", name).strip("_")
-        make_project(self.dir)
-        self.port = free_port()
-        self.n = 0
-        self.log_path = base / f"{self.dir.name}.log"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            argv(self.dir, self.port),
-            cwd=self.dir,
-            env=bench_env(self.port),
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        poll_until(self.port, "page r0<", timeout=30)
-
-    def round(self) -> float:
-        """One template save → the new HTML served, in ms."""
-        self.n += 1
-        t0 = write_page(self.dir / "templates" / "page.html", self.n)
-        return (poll_until(self.port, f"page r{self.n}<") - t0) * 1000
-
-    def text(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def close(self) -> None:
-        stop(self.proc)
-        self.log.close()
-
-
 def pyair(extra: str = "") -> Argv:
     def argv(project: Path, port: int) -> list[str]:
         config = PYAIR_TOML.format(python=sys.executable, port=port, extra=extra)
@@ -162,11 +128,6 @@ def pyair(extra: str = "") -> Argv:
         return pyair_argv("-c", str(project / ".air.toml"))
 
     return argv
-
-
-def watchfiles_cli(project: Path, port: int) -> list[str]:
-    exe = Path(sys.executable).parent / "watchfiles"
-    return [str(exe), f"{sys.executable} app.py", str(project / "templates")]
 
 
 def plain_app(project: Path, port: int) -> list[str]:
@@ -186,9 +147,12 @@ class Latency:
 def latency(rounds: int) -> Latency:
     base = Path(tempfile.mkdtemp(prefix="pyair-bench-tpl-"))
     tools = [
-        Supervised("pyair swap (default config)", base, pyair()),
-        Supervised("pyair swap (build.delay = 0)", base, pyair("delay = 0")),
-        Supervised("watchfiles CLI (restart on .html)", base, watchfiles_cli),
+        Supervised(name, base, argv, make_project, ready=READY)
+        for name, argv in (
+            ("pyair swap (default config)", pyair()),
+            ("pyair swap (build.delay = 0)", pyair("delay = 0")),
+            ("watchfiles CLI (restart on .html)", watchfiles_cli("templates")),
+        )
     ]
     series = [Series(tool.name) for tool in tools]
     notes: list[str] = []
@@ -197,7 +161,7 @@ def latency(rounds: int) -> Latency:
     try:
         for i in range(WARMUP + rounds):
             for tool, row in zip(tools, series, strict=True):
-                ms = tool.round()
+                ms = tool.round(save_page)
                 if i >= WARMUP:
                     row.samples.append(ms)
                 time.sleep(SETTLE_S)  # settle
@@ -251,13 +215,13 @@ def verdict(row: Series) -> str:
 
 def throughput(rounds: int, requests: int) -> tuple[Series, Series, str]:
     base = Path(tempfile.mkdtemp(prefix="pyair-bench-rps-"))
-    plain = Supervised("plain `python app.py`", base, plain_app)
-    under = Supervised("under pyair (agent loaded)", base, pyair())
+    plain = Supervised("plain `python app.py`", base, plain_app, make_project, ready=READY)
+    under = Supervised("under pyair (agent loaded)", base, pyair(), make_project, ready=READY)
     rows = {plain.name: Series(plain.name), under.name: Series(under.name)}
     try:
         # prove the agent is live in that app: one save, swapped in place
         pid = served_pid(under.port)
-        under.round()
+        under.round(save_page)
         live = served_pid(under.port) == pid and "swapped page.html" in under.text()
         note = f"agent {'live (one save swapped in place)' if live else 'NOT LIVE'} in pid {pid}"
         for i in range(rounds + 1):

@@ -17,16 +17,14 @@ rows are checked: pyair's log must say ``(warm`` for the rounds it measured.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .common import Series, bench_env, free_port, poll_until, pyair_argv, stop, table, write_version
+from .common import Series, Supervised, cold_start, pyair_argv, save_version, table, watchfiles_cli
 
 TARGET_RATIO = 0.5
 SETTLE_S = 0.3  # between tools in a round: the previous restart settles
@@ -66,69 +64,8 @@ PORT = "{port}"
 """
 
 
-class Tool:
-    """One supervisor watching its own project copy, logging to ``<name>.log``."""
-
-    def __init__(self, name: str, base: Path, argv: Callable[[Path, int], list[str]]) -> None:
-        self.name = name
-        self.dir = base / re.sub(r"\W+", "_", name)
-        self.dir.mkdir()
-        (self.dir / "app.py").write_text(APP)
-        self.port = free_port()
-        self.version = 0
-        self.log_path = base / f"{self.dir.name}.log"
-        self.log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            argv(self.dir, self.port),
-            cwd=self.dir,
-            env=bench_env(self.port),
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        poll_until(self.port, "version=0", timeout=30)
-
-    def wait_for(self, pattern: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not re.search(pattern, self.log_path.read_text(errors="replace")):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: no /{pattern}/ in its log")
-            time.sleep(0.05)  # poll
-
-    def count(self, pattern: str) -> int:
-        return len(re.findall(pattern, self.log_path.read_text(errors="replace")))
-
-    def round(self) -> float:
-        self.version += 1
-        t0 = write_version(self.dir / "app.py", str(self.version))
-        return (poll_until(self.port, f"version={self.version}") - t0) * 1000
-
-    def close(self) -> None:
-        stop(self.proc)
-        if not self.log.closed:
-            self.log.close()
-
-
-def cold_start(base: Path) -> float:
-    work = base / "cold"
-    work.mkdir(exist_ok=True)
-    (work / "app.py").write_text(APP)
-    port = free_port()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "app.py"],
-        cwd=work,
-        env=bench_env(port),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        return (poll_until(port, "version=0") - t0) * 1000
-    finally:
-        proc.kill()
-        proc.wait()
+def write_app(project: Path) -> None:
+    (project / "app.py").write_text(APP)
 
 
 def pyair(preload: str) -> Callable[[Path, int], list[str]]:
@@ -140,11 +77,6 @@ def pyair(preload: str) -> Callable[[Path, int], list[str]]:
     return argv
 
 
-def watchfiles_cli(project: Path, port: int) -> list[str]:
-    exe = Path(sys.executable).parent / "watchfiles"
-    return [str(exe), f"{sys.executable} app.py", str(project)]
-
-
 WARM = "pyair warm (preload auto)"
 COLD = "pyair cold (preload false)"
 PEER = "watchfiles CLI"
@@ -154,20 +86,23 @@ def run(rounds: int) -> tuple[Series, list[Series], int]:
     """(floor, rows, warm restarts pyair logged)."""
     base = Path(tempfile.mkdtemp(prefix="pyair-bench-warm-"))
     floor = Series("cold `python app.py` (floor)")
-    tools: list[Tool] = []
+    tools: list[Supervised] = []
     try:
         tools = [
-            Tool(WARM, base, pyair('"auto"')),
-            Tool(COLD, base, pyair("false")),
-            Tool(PEER, base, watchfiles_cli),
+            Supervised(name, base, argv, write_app, ready="version=0")
+            for name, argv in (
+                (WARM, pyair('"auto"')),
+                (COLD, pyair("false")),
+                (PEER, watchfiles_cli()),
+            )
         ]
         tools[0].wait_for(r"preload: zygote \d+ \(pid \d+\) is warm", ZYGOTE_TIMEOUT_S)
         time.sleep(1.0)  # the watchers settle before the first edit
         series = {tool.name: Series(tool.name) for tool in tools}
         for _ in range(rounds):
-            floor.samples.append(cold_start(base))
+            floor.samples.append(cold_start(base, APP))
             for tool in tools:
-                series[tool.name].samples.append(tool.round())
+                series[tool.name].samples.append(tool.round(save_version))
                 time.sleep(SETTLE_S)
         for tool in tools:
             tool.close()  # first: pyair's last log lines are flushed on exit
