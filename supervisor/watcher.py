@@ -751,11 +751,9 @@ class Watcher:
                 except anyio.WouldBlock:
                     now = time.monotonic()
                     cap_at = first_at + self._cap_s
-                    quiet_s, delay_s = self._quiet_window(len(pending))
-                    if (
-                        now >= cap_at
-                        or self._all_eager(pending)
-                        or (now >= last_at + quiet_s and self._all_quiet(last_at + delay_s))
+                    quiet_s, delay_s = self._quiet_window(len(pending), self._all_eager(pending))
+                    if now >= cap_at or (
+                        now >= last_at + quiet_s and self._all_quiet(last_at + delay_s)
                     ):
                         batch = await self._settle_all(pending)
                         pending = {}
@@ -787,14 +785,17 @@ class Watcher:
         eager = self._eager
         return eager is not None and len(pending) <= SMALL_BATCH and all(map(eager, pending))
 
-    def _quiet_window(self, pending: int) -> tuple[float, float]:
+    def _quiet_window(self, pending: int, eager: bool = False) -> tuple[float, float]:
         """(seconds of quiet after the last change, the time the watchers must prove empty).
 
         Proving a watcher empty takes two of its steps; for a save those count towards
         ``delay`` (a save is one burst of writes within a millisecond or two), for a burst they
-        come on top, since its writer may pause between files.
+        come on top, since its writer may pause between files. Eager changes wait only for
+        that proof: an editor's truncate and its write, seen a step apart, stay one change.
         """
         steps = 2 * STEP_MS / 1000
+        if eager:
+            return steps, 0.0
         if pending <= SMALL_BATCH:
             return max(self._save_delay_s, steps), max(0.0, self._save_delay_s - steps)
         return self._burst_delay_s + steps, self._burst_delay_s
