@@ -751,9 +751,10 @@ class Watcher:
                 except anyio.WouldBlock:
                     now = time.monotonic()
                     cap_at = first_at + self._cap_s
-                    quiet_s, delay_s = self._quiet_window(len(pending), self._all_eager(pending))
+                    eager = self._all_eager(pending)
+                    quiet_s, delay_s = self._quiet_window(len(pending), eager)
                     if now >= cap_at or (
-                        now >= last_at + quiet_s and self._all_quiet(last_at + delay_s)
+                        now >= last_at + quiet_s and (eager or self._all_quiet(last_at + delay_s))
                     ):
                         batch = await self._settle_all(pending)
                         pending = {}
@@ -763,7 +764,11 @@ class Watcher:
                         continue
                     quiet_at = max(
                         [last_at + quiet_s]
-                        + [g.expected_quiet_at(last_at + delay_s) for g in self._generations]
+                        + [
+                            g.expected_quiet_at(last_at + delay_s)
+                            for g in self._generations
+                            if not eager
+                        ]
                     )
                     wake_at = min(cap_at, max(quiet_at + 0.0005, now + 0.001))
                     with anyio.move_on_after(wake_at - now):
@@ -791,7 +796,8 @@ class Watcher:
         Proving a watcher empty takes two of its steps; for a save those count towards
         ``delay`` (a save is one burst of writes within a millisecond or two), for a burst they
         come on top, since its writer may pause between files. Eager changes wait only for
-        that proof: an editor's truncate and its write, seen a step apart, stay one change.
+        two steps of quiet, without the proof: an editor's truncate and its write, seen a step
+        apart, stay one change.
         """
         steps = 2 * STEP_MS / 1000
         if eager:
