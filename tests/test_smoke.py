@@ -131,8 +131,9 @@ def plain_config(port: int, extra: str = "") -> str:
 
 
 def test_app_that_never_becomes_ready(tmp_path: Path) -> None:
+    # an app that never listens: it records its pid, then blocks
     (tmp_path / "app.py").write_text(
-        "import os, time\nopen('app.pid', 'w').write(str(os.getpid()))\ntime.sleep(300)\n"
+        "import os, signal\nopen('app.pid', 'w').write(str(os.getpid()))\nsignal.pause()\n"
     )
     port = free_port()
     (tmp_path / ".air.toml").write_text(plain_config(port))
