@@ -77,6 +77,32 @@ def pyair_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "supervisor", *args]
 
 
+def inotify_watches(pid: int | str = "self") -> int:
+    """inotify watches a process holds, over all its inotify instances."""
+    total = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:  # notify closes its fd from its own thread: it may be gone by now
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify":
+                with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                    total += sum(1 for line in info if line.startswith("inotify wd:"))
+        except OSError:
+            continue
+    return total
+
+
+def run_pyair(*args: str, cwd: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """``pyair ARGS`` to completion in ``cwd``, output captured as text, no stdin."""
+    return subprocess.run(
+        pyair_command(*args),
+        cwd=cwd,
+        env=pyair_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def pyair_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")

@@ -5,28 +5,15 @@ from __future__ import annotations
 import ast
 import io
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
-from support import REPO, pyair_command, pyair_env
+from support import REPO, run_pyair
 
 from supervisor.cli import parse_args
 from supervisor.config import ColorConfig, LogConfig
 from supervisor.console import Console
 from supervisor.errors import ConfigError
-
-
-def run_pyair(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        pyair_command(*args),
-        cwd=cwd,
-        env=pyair_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def test_version(tmp_path: Path) -> None:

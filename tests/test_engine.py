@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,9 @@ from support import (
     PyairRun,
     free_port,
     http_get,
+    inotify_watches,
     pid_alive,
-    pyair_command,
-    pyair_env,
+    run_pyair,
     stays,
     wait_until,
 )
@@ -222,19 +221,6 @@ def test_args_env_files_and_overrides_reach_the_app(tmp_path: Path) -> None:
         assert run.count("changed") == 1
 
 
-def _inotify_watches(pid: int) -> int:
-    total = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if "inotify" in target:
-            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
-                total += sum(1 for line in info if line.startswith("inotify wd:"))
-    return total
-
-
 def test_excluded_directory_with_50000_files_adds_no_watches(tmp_path: Path) -> None:
     project = make_project(tmp_path)
     modules = project / "node_modules"
@@ -247,7 +233,7 @@ def test_excluded_directory_with_50000_files_adds_no_watches(tmp_path: Path) -> 
     with PyairRun(project, config(port)) as run:
         run.wait_for_log(r"watching")
         wait_until(lambda: served(port, "version=1"), message="first app")
-        watches = _inotify_watches(run.pid)
+        watches = inotify_watches(run.pid)
         # the project root and templates/: a handful, not 501 directories of node_modules
         assert 1 <= watches <= 5, watches
 
@@ -271,15 +257,7 @@ def test_bad_config_is_one_line_and_exit_2_with_nothing_started(
 ) -> None:
     (tmp_path / "app.py").write_text("open('STARTED', 'w').close()\n")
     (tmp_path / "bad.toml").write_text(text)
-    result = subprocess.run(
-        pyair_command("-c", "bad.toml"),
-        cwd=tmp_path,
-        env=pyair_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_pyair("-c", "bad.toml", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -288,13 +266,6 @@ def test_bad_config_is_one_line_and_exit_2_with_nothing_started(
 
 
 def test_unknown_flag_suggests_the_key(tmp_path: Path) -> None:
-    result = subprocess.run(
-        pyair_command("--build.dealy", "5"),
-        cwd=tmp_path,
-        env=pyair_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_pyair("--build.dealy", "5", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip() == "unknown option --build.dealy; did you mean --build.delay?"

@@ -17,7 +17,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 import urllib.request
@@ -29,7 +28,7 @@ from types import TracebackType
 import anyio
 import psutil
 import pytest
-from support import APPS, PyairRun, free_port, http_get, pyair_command, pyair_env, wait_until
+from support import APPS, PyairRun, free_port, http_get, run_pyair, wait_until
 
 from supervisor.config import Config, ProxyConfig
 from supervisor.console import Console
@@ -337,15 +336,7 @@ def test_a_busy_proxy_port_is_one_clear_error(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         (tmp_path / ".air.toml").write_text(config(free_port(), port))
-        result = subprocess.run(
-            pyair_command("-c", ".air.toml"),
-            cwd=tmp_path,
-            env=pyair_env(),
-            capture_output=True,
-            text=True,
-            timeout=30,
-            stdin=subprocess.DEVNULL,
-        )
+        result = run_pyair("-c", ".air.toml", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert f"the proxy cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
     assert not (tmp_path / "starts.log").exists()  # nothing was started

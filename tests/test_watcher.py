@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream
+from support import inotify_watches
 
 from supervisor.classify import Change, FileChange
 from supervisor.config import BuildConfig, Config
@@ -38,19 +39,6 @@ def make_config(root: Path, **build: Any) -> Config:
 def quiet_period(config: Config) -> float:
     """How long 'nothing more came' must last: 3 x delay + 200 ms."""
     return 3 * config.build.delay / 1000 + 0.2
-
-
-def inotify_watches() -> int:
-    """inotify watches this process holds, over all its inotify instances."""
-    total = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:  # notify closes its fd from its own thread: it may be gone by now
-            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify":
-                with open(f"/proc/self/fdinfo/{fd}") as info:
-                    total += sum(1 for line in info if line.startswith("inotify wd:"))
-        except OSError:
-            continue
-    return total
 
 
 class Run:
