@@ -33,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="pyair",
         description="Live-reload supervisor: rebuild and restart your app when its files change.",
         epilog="Every config key is a flag too: --build.cmd '...', --build.delay 50, "
-        "--proxy.enabled true, --env.NAME value. Arguments after -- go to the app.",
+        "--proxy.enabled true, --env.NAME value. Arguments after -- go to the app. "
+        "Subcommands: `pyair init` writes .air.toml for the app found here; "
+        "`pyair smoke` runs the CI check (see `pyair smoke --help`).",
         allow_abbrev=False,
     )
     parser.add_argument("-c", "--config", metavar="FILE", type=Path, help="config file")
