@@ -193,7 +193,7 @@ def test_django_runserver_noreload_swaps(tmp_path: Path) -> None:
 
 def test_custom_engine_registered_by_the_app_swaps(tmp_path: Path) -> None:
     extra = '[templates]\ninclude_ext = ["html", "tpl"]'
-    with supervised(tmp_path, "hotswap_custom", "python app.py", extra=extra) as app:
+    with supervised(tmp_path, "agent_custom", "python app.py", extra=extra) as app:
         pid = pid_in(app.serving("custom page v1"))
         app.edit("templates/page.tpl", "custom page v1", "custom page v2")
         assert pid_in(app.serving("custom page v2")) == pid

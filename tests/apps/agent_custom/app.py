@@ -1,5 +1,6 @@
 """A home-made template engine (string.Template, parsed once and cached) hooked in with
-``supervisor.agent.register``. Prints ``PORT <n>`` once it listens on 127.0.0.1.
+``supervisor.agent.register``. Listens on 127.0.0.1:$PORT (any free port when unset) and prints
+``PORT <n>`` once it does.
 """
 
 import os
@@ -59,6 +60,11 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+class Server(ThreadingHTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+server = Server(("127.0.0.1", int(os.environ.get("PORT", "0"))), Handler)
 print(f"PORT {server.server_address[1]}", flush=True)
 server.serve_forever()

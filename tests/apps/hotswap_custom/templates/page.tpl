@@ -1,2 +1,0 @@
-<html><body><p>custom page v1</p>
-<footer>pid=$pid</footer></body></html>
