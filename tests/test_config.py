@@ -24,6 +24,7 @@ from supervisor.config import (
     find_config,
     known_keys,
     load_config,
+    loading,
     parse_dotenv,
     parse_duration_ms,
     python_executable,
@@ -39,7 +40,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project directory with an app.py, and no ambient air_wd / venv to leak in."""
     monkeypatch.delenv("air_wd", raising=False)
     monkeypatch.delenv("VIRTUAL_ENV", raising=False)
-    monkeypatch.setattr(config_module, "current_os", lambda: "linux")
+    monkeypatch.setattr(loading, "current_os", lambda: "linux")
     root = tmp_path / "proj"
     root.mkdir()
     (root / "app.py").write_text("print('hi')\n")
@@ -636,7 +637,7 @@ def test_current_os_block_overrides_build(project: Path, monkeypatch: pytest.Mon
     linux = load(project, text)
     assert linux.build.full_bin == "python app.py --linux" and linux.build.args_bin == ("-v",)
     assert linux.build.cmd == "make" and linux.build.delay == 5
-    monkeypatch.setattr(config_module, "current_os", lambda: "darwin")
+    monkeypatch.setattr(loading, "current_os", lambda: "darwin")
     assert load(project, text).build.full_bin == "python app.py --mac"
     # a flag still wins over the OS block
     flagged = load(project, text, overrides={"build.full_bin": "python app.py --flag"})
