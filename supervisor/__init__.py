@@ -13,7 +13,8 @@ Modules, each with one job; imports point down this list only (``tests/test_cli.
 - ``process``: build steps, the app's process tree, stopping it whole, the orphan guardian.
 - ``control`` / ``protocol``: the private control socket to the agent.
 - ``proxy`` (+ ``static/``): the live-reload reverse proxy and its browser client.
-- ``console``: all output; ``config``: ``.air.toml`` and flags; ``errors``: one-line errors.
+- ``console``: all output; ``config/``: ``.air.toml`` and flags (a package: its docstring maps
+  it); ``errors``: one-line errors.
 - ``agent/``: runs inside the user's app (stdlib + ``protocol`` only).
 """
 

@@ -1,11 +1,28 @@
 """Air-style TOML config: air's keys, units and defaults, plus pyair's own sections.
 
-    cfg = load_config(Path(".air.toml"), overrides={"build.delay": "50"})
-    cfg.build.delay          # 50 (milliseconds)
-    cfg.app_command().argv   # ['/usr/bin/python3', 'app.py']
+    config = load_config(find_config(None, Path.cwd()), overrides={"build.delay": "50"})
+    config.build.delay                      # 50 (milliseconds)
+    config.app_command().argv               # ('/usr/bin/python3', 'app.py')
+    child_environment(config, os.environ)   # + env_files + [env], for the build and the app
 
 Every problem is a :class:`ConfigError` whose ``str()`` is one line:
 ``.air.toml:7:3: unknown key 'dealy' in [build]; did you mean 'delay'?``
+
+One job per module; imports point one way, loading → reader → schema → keys → values:
+
+- ``loading``: find the file, parse it, apply ``[build.<os>]`` and flags, check it whole.
+- ``reader``: the parsed file table by table into checked values; errors at the key's line.
+- ``schema``: the sections as frozen dataclasses, air's defaults, the keys they declare.
+- ``keys``: how a field declares its key: ``duration(500)``, ``port()``, ``choice(...)``.
+- ``values``: kinds of values (durations, booleans, lists) read from TOML or from a flag.
+- ``locator``: ``KeyLines``, where each key sits in the text.
+- ``command``: the command that starts the app; ``environment``: dotenv and the child's env
+  (both take a Config, and import it for typing only).
+
+Adding a key is one line in ``schema`` plus its row in the README's config reference:
+``swap_retry: int = duration(250)`` in ``TemplatesConfig`` reads ``250`` or ``"2s"`` from the
+file and ``--templates.swap_retry 1m`` from the command line, and a bad value gets an error
+that shows how to write one.
 """
 
 from __future__ import annotations

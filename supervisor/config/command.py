@@ -1,8 +1,11 @@
 """The command that starts the app: air's ``full_bin`` > ``entrypoint`` > ``bin``, else detected.
 
-command = resolve_app_command(config)   # also config.app_command()
-command.argv or command.shell           # ('/venv/bin/python', 'app.py') or "python app.py"
-command.display                         # as it is shown to the user
+    command = resolve_app_command(config)   # also config.app_command()
+    command.argv or command.shell           # ('/venv/bin/python', 'app.py') or 'python app.py'
+    command.display                         # as the console shows it
+
+With none of air's three set, a Python app is found by its file (``app.py``, ``main.py``,
+``manage.py``) and run with the project's interpreter (see :func:`python_executable`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 
 def check_env_name(name: str) -> str | None:
+    """Why ``name`` cannot name an environment variable, or None when it can."""
     if not name:
         return "an environment variable name cannot be empty"
     if "=" in name or "\0" in name:

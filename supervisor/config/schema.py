@@ -1,28 +1,38 @@
-"""The config's shape: frozen dataclasses per section, air's keys, defaults and units.
+"""The config's shape: one frozen dataclass per section, air's keys, defaults and units.
 
-BuildConfig().delay            # 10 (milliseconds)
-known_keys()[:2]               # ['root', 'tmp_dir']: every key is also a --flag
+    BuildConfig().delay                 # 10 (milliseconds)
+    key_for("build.kill_delay")         # its Key: a duration, with air's nanoseconds rule
+    known_keys()[:2]                    # ['root', 'tmp_dir']: every key is also a --flag
+
+Each field says what it accepts through a helper of ``keys`` (``duration(500)``, ``port()``,
+``choice("restart", "ignore")``...), so adding a key is one line here and its row in the
+README's config reference.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .command import AppCommand, resolve_app_command
-from .values import (
-    BadValue,
-    parse_bool,
-    parse_duration_ms,
-    parse_entrypoint,
-    parse_preload,
-    parse_str_list,
-    suggest,
-    type_name,
+from .keys import (
+    Key,
+    app_url,
+    argv,
+    boolean,
+    choice,
+    colour,
+    duration,
+    extensions,
+    optional_text,
+    path,
+    paths,
+    port,
+    preload,
+    strings,
+    text,
 )
 
 # Directories no Python project wants watched; skipped at any depth, whatever exclude_dir says.
@@ -49,93 +59,93 @@ DEFAULT_INCLUDE_EXT = ("py", "html", "htm", "jinja", "jinja2", "j2", "tpl", "tmp
 
 @dataclass(frozen=True)
 class BuildConfig:
-    pre_cmd: tuple[str, ...] = ()
-    cmd: str = ""
-    post_cmd: tuple[str, ...] = ()
-    bin: str = ""
-    entrypoint: tuple[str, ...] = ()
-    full_bin: str = ""
-    args_bin: tuple[str, ...] = ()
-    log: str = "build-errors.log"
-    include_ext: tuple[str, ...] = DEFAULT_INCLUDE_EXT
-    exclude_dir: tuple[str, ...] = ("assets", "tmp", "vendor", "testdata")
-    include_dir: tuple[str, ...] = ()
-    include_file: tuple[str, ...] = ()
-    exclude_file: tuple[str, ...] = ()
-    exclude_regex: tuple[str, ...] = (r"_test\.py$",)
-    exclude_unchanged: bool = False
-    follow_symlink: bool = False
-    poll: bool = False
-    poll_interval: int = 500  # ms; smaller values become 500 (air's minimum)
-    delay: int = 10  # ms of quiet before acting on a save (trailing; air: 1000 ms leading)
-    stop_on_error: bool = False
-    send_interrupt: bool = False
-    kill_delay: int = 500  # ms between the polite signal and SIGKILL
-    rerun: bool = False
-    rerun_delay: int = 500  # ms
-    ignore_dangerous_root_dir: bool = False
+    pre_cmd: tuple[str, ...] = strings(per_os=True)
+    cmd: str = text(per_os=True)
+    post_cmd: tuple[str, ...] = strings(per_os=True)
+    bin: str = text(per_os=True)
+    entrypoint: tuple[str, ...] = argv(per_os=True)
+    full_bin: str = text(per_os=True)
+    args_bin: tuple[str, ...] = strings(per_os=True)
+    log: str = text("build-errors.log")
+    include_ext: tuple[str, ...] = extensions(DEFAULT_INCLUDE_EXT)
+    exclude_dir: tuple[str, ...] = paths(("assets", "tmp", "vendor", "testdata"))
+    include_dir: tuple[str, ...] = paths()
+    include_file: tuple[str, ...] = paths()
+    exclude_file: tuple[str, ...] = strings()
+    exclude_regex: tuple[str, ...] = strings((r"_test\.py$",))
+    exclude_unchanged: bool = boolean(False)
+    follow_symlink: bool = boolean(False)
+    poll: bool = boolean(False)
+    poll_interval: int = duration(500, at_least=500)  # air's minimum (runner/watcher.go)
+    delay: int = duration(10)  # quiet before acting on a save (trailing; air: 1000 ms leading)
+    stop_on_error: bool = boolean(False)
+    send_interrupt: bool = boolean(False)
+    kill_delay: int = duration(500, nanos_if_large=True)  # polite signal → SIGKILL
+    rerun: bool = boolean(False)
+    rerun_delay: int = duration(500)
+    ignore_dangerous_root_dir: bool = boolean(False)
     # pyair additions
-    ready_url: str = ""
-    ready_timeout: int = 10_000  # ms
+    ready_url: str = app_url()
+    ready_timeout: int = duration(10_000)
     # "auto" (restarts fork a warm interpreter that imported what the last app did), or the
     # modules to preload; () when off (preload = false). See supervisor/zygote.py.
-    preload: str | tuple[str, ...] = "auto"
+    preload: str | tuple[str, ...] = preload("auto")
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    time: bool = False
-    main_only: bool = False
-    silent: bool = False
+    time: bool = boolean(False)
+    main_only: bool = boolean(False)
+    silent: bool = boolean(False)
 
 
 @dataclass(frozen=True)
 class ColorConfig:
-    main: str = "magenta"
-    watcher: str = "cyan"
-    build: str = "yellow"
-    runner: str = "green"
-    app: str = ""
-    mode: str = "auto"
+    main: str = colour("magenta")
+    watcher: str = colour("cyan")
+    build: str = colour("yellow")
+    runner: str = colour("green")
+    app: str = colour("", unused="the app's own output is passed through uncoloured, as in air")
+    mode: str = choice("auto", "always", "never", "")
 
 
 @dataclass(frozen=True)
 class MiscConfig:
-    clean_on_exit: bool = False
-    startup_banner: str | None = None
+    clean_on_exit: bool = boolean(False)
+    startup_banner: str | None = optional_text()
 
 
 @dataclass(frozen=True)
 class ScreenConfig:
-    clear_on_rebuild: bool = False
-    keep_scroll: bool = True
+    clear_on_rebuild: bool = boolean(False)
+    keep_scroll: bool = boolean(True)
 
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    enabled: bool = False
-    proxy_port: int = 0
-    app_port: int = 0
-    app_start_timeout: int = 5000  # ms; 0 means this default (air)
-    css_refresh: bool = True
-    bind: str = "127.0.0.1"
+    enabled: bool = boolean(False)
+    proxy_port: int = port()
+    app_port: int = port()
+    app_start_timeout: int = duration(5000, zero_means_default=True)  # as air
+    css_refresh: bool = boolean(True)
+    bind: str = text("127.0.0.1")
 
 
 @dataclass(frozen=True)
 class TemplatesConfig:
-    include_ext: tuple[str, ...] = ("html", "jinja", "jinja2", "j2")
-    include_dir: tuple[str, ...] = ()
-    exclude_dir: tuple[str, ...] = ()
-    on_no_agent: str = "restart"
-    swap_timeout: int = 1000  # ms
+    include_ext: tuple[str, ...] = extensions(("html", "jinja", "jinja2", "j2"), lower=True)
+    include_dir: tuple[str, ...] = paths()
+    exclude_dir: tuple[str, ...] = paths()
+    on_no_agent: str = choice("restart", "ignore")
+    swap_timeout: int = duration(1000)
 
 
 @dataclass(frozen=True)
 class Config:
-    root: Path = field(default_factory=Path.cwd)
-    tmp_dir: str = "tmp"
-    testdata_dir: str = "testdata"
-    env_files: tuple[str, ...] = ()
+    root: Path = path(default_factory=Path.cwd)  # noqa: RUF009 - a field with a factory
+    tmp_dir: str = text("tmp", blank_means_default=True)
+    testdata_dir: str = text("testdata", blank_means_default=True)
+    env_files: tuple[str, ...] = strings()
     build: BuildConfig = BuildConfig()
     log: LogConfig = LogConfig()
     color: ColorConfig = ColorConfig()
@@ -143,8 +153,9 @@ class Config:
     screen: ScreenConfig = ScreenConfig()
     proxy: ProxyConfig = ProxyConfig()
     templates: TemplatesConfig = TemplatesConfig()
-    env: Mapping[str, str] = field(default_factory=dict)  # read-only after load_config
-    # where it came from, and the extra args given after ``--``
+    # not keys: [env] (read-only after load_config), where the config came from, the extra
+    # args given after ``--``, and the air keys that were read and ignored
+    env: Mapping[str, str] = field(default_factory=dict)
     source: Path | None = None
     extra_args: tuple[str, ...] = ()
     unused_keys: tuple[str, ...] = ()
@@ -162,157 +173,57 @@ class Config:
         return resolve_app_command(self)
 
 
+def with_overrides(config: Config, **changes: Any) -> Config:
+    """A copy of ``config`` with top-level fields replaced (for tests and subcommands)."""
+    return replace(config, **changes)
+
+
+# --------------------------------------------------------------------------- reading the schema
+
+
+def section_keys(cls: type[Any]) -> Mapping[str, Key]:
+    """The keys of a section (or of Config's top level), by name, in declaration order."""
+    return {f.name: key for f in fields(cls) if (key := Key.of(f)) is not None}
+
+
+# a field whose default is a dataclass is a section, a table in the file
 SECTIONS: dict[str, type[Any]] = {
-    "build": BuildConfig,
-    "log": LogConfig,
-    "color": ColorConfig,
-    "misc": MiscConfig,
-    "screen": ScreenConfig,
-    "proxy": ProxyConfig,
-    "templates": TemplatesConfig,
+    f.name: type(f.default) for f in fields(Config) if is_dataclass(f.default)
 }
-TOP_LEVEL_KINDS = {
-    "root": "str",
-    "tmp_dir": "str",
-    "testdata_dir": "str",
-    "env_files": "tuple[str, ...]",
-}
-TOP_LEVEL_KEYS = tuple(TOP_LEVEL_KINDS)
-OS_OVERRIDE_KEYS = ("pre_cmd", "cmd", "post_cmd", "bin", "entrypoint", "full_bin", "args_bin")
-OS_SECTIONS = ("linux", "darwin", "windows", "freebsd", "openbsd", "netbsd")
-
-# Keys air documents that mean nothing for pyair: accepted, named once as unused.
-UNUSED_KEYS = {
-    "color.app": "air reads no colour for the app either; the app's own output is passed through",
-    "build.rules": "[[build.rules]] is not supported yet; those files are watched as usual",
-    "watch_dir": "a legacy .air.conf key; use [build] include_dir",
-}
-
-DURATION_KEYS = {
-    "build.poll_interval",
-    "build.delay",
-    "build.kill_delay",
-    "build.rerun_delay",
-    "build.ready_timeout",
-    "proxy.app_start_timeout",
-    "templates.swap_timeout",
-}
-PORT_KEYS = {"proxy.proxy_port", "proxy.app_port"}
-CHOICES = {
-    "color.mode": ("auto", "always", "never", ""),
-    "templates.on_no_agent": ("restart", "ignore"),
-}
-COLOR_KEYS = {"color.main", "color.watcher", "color.build", "color.runner", "color.app"}
-COLOR_NAMES = ("red", "green", "yellow", "blue", "magenta", "cyan", "white", "raw", "")
-READY_URL_PREFIXES = ("http://", "https://", "/")
-MIN_POLL_INTERVAL_MS = 500
-DEFAULT_APP_START_TIMEOUT_MS = 5000
+TOP_LEVEL: Mapping[str, Key] = section_keys(Config)  # root, tmp_dir, testdata_dir, env_files
+TOP_LEVEL_KEYS = tuple(TOP_LEVEL)
+OS_SECTIONS = ("linux", "darwin", "windows", "freebsd", "openbsd", "netbsd")  # [build.<os>]
+OS_OVERRIDE_KEYS = tuple(name for name, key in section_keys(BuildConfig).items() if key.per_os)
 
 
-def _clean_dir(path: str) -> str:
-    return os.path.normpath(path.strip())
-
-
-# Post-processing of list values: air users write ".py" and "templates/" too.
-_EXT_KEYS = {"build.include_ext", "templates.include_ext"}
-_DIR_KEYS = {
-    "build.exclude_dir",
-    "build.include_dir",
-    "build.include_file",
-    "templates.include_dir",
-    "templates.exclude_dir",
-}
-
-
-def _normalize(dotted: str, value: object) -> object:
-    if dotted in _EXT_KEYS and isinstance(value, tuple):
-        exts = (str(v).strip().lstrip(".") for v in value)
-        if dotted == "templates.include_ext":
-            exts = (e.lower() for e in exts)
-        return tuple(e for e in exts if e)
-    if dotted in _DIR_KEYS and isinstance(value, tuple):
-        return tuple(_clean_dir(str(v)) for v in value if str(v).strip())
-    if dotted == "build.poll_interval" and isinstance(value, int):
-        return max(value, MIN_POLL_INTERVAL_MS)  # air's minimum (runner/watcher.go)
-    if dotted == "proxy.app_start_timeout" and value == 0:
-        return DEFAULT_APP_START_TIMEOUT_MS  # air: 0 means the default
-    return value
-
-
-def coerce(dotted: str, kind: Any, value: object, *, from_flag: bool) -> object:
-    """Turn a TOML (or flag) value into the dataclass field's type, or raise BadValue.
-
-    File values must have the right TOML type (``enabled = "yes"`` is an error); flag values
-    are strings and are converted. Durations accept integers and duration strings in both.
-    """
-    if dotted == "build.preload":
-        return parse_preload(value, from_flag=from_flag)
-    if dotted in DURATION_KEYS:
-        try:
-            ms = parse_duration_ms(value, nanos_if_large=dotted == "build.kill_delay")
-        except ValueError as exc:
-            raise BadValue(str(exc)) from None
-        return _normalize(dotted, ms)
-    if kind in ("bool", bool):
-        return parse_bool(value, from_flag=from_flag)
-    if kind in ("int", int):
-        if isinstance(value, str) and from_flag and re.fullmatch(r"\s*[-+]?\d+\s*", value):
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise BadValue(f"expected a whole number, got {type_name(value)} {value!r}")
-        if dotted in PORT_KEYS and not 0 <= value <= 65535:
-            raise BadValue(f"a port is 0..65535, got {value}")
-        return value
-    if kind in ("tuple[str, ...]",):
-        if dotted == "build.entrypoint":
-            return parse_entrypoint(value, from_flag=from_flag)
-        return _normalize(dotted, parse_str_list(value, from_flag=from_flag))
-    if kind in ("str", "str | None", str):
-        if not isinstance(value, str):
-            raise BadValue(f"expected a string, got {type_name(value)} {value!r}")
-        return _check_str(dotted, value)
-    raise BadValue(f"unsupported type for {dotted}")  # pragma: no cover - schema bug
-
-
-def _check_str(dotted: str, value: str) -> str:
-    allowed = CHOICES.get(dotted)
-    if allowed is not None and value not in allowed:
-        guess = suggest(value, [a for a in allowed if a])
-        choices = ", ".join(repr(a) for a in allowed if a)
-        raise BadValue(
-            f"expected one of {choices}, got {value!r}",
-            f"did you mean {guess!r}?" if guess else f"use one of {choices}",
-        )
-    if dotted in COLOR_KEYS:
-        name = value.strip().lower()
-        if name not in COLOR_NAMES:
-            guess = suggest(name, [c for c in COLOR_NAMES if c])
-            names = ", ".join(c for c in COLOR_NAMES if c)
-            hint = f"did you mean {guess!r}?" if guess else f"use one of {names}"
-            raise BadValue(f"unknown colour {value!r}", hint)
-        return name
-    if dotted == "build.ready_url" and value and not value.startswith(READY_URL_PREFIXES):
-        raise BadValue(
-            f"ready_url must be an http(s):// URL or a /path on the app, got {value!r}",
-            'e.g. ready_url = "/healthz" or "http://127.0.0.1:8000/healthz"',
-        )
-    if dotted in ("tmp_dir", "testdata_dir") and not value.strip():
-        return "tmp" if dotted == "tmp_dir" else "testdata"  # air: empty means the default
-    return value
-
-
-def field_kinds(cls: type[Any]) -> dict[str, Any]:
-    return {f.name: f.type for f in fields(cls)}
+def key_for(dotted: str) -> Key | None:
+    """The key ``root`` or ``build.delay`` names; None for anything else."""
+    section_name, _, name = dotted.partition(".")
+    if not name:
+        return section_keys(Config).get(dotted)
+    cls = SECTIONS.get(section_name)
+    return section_keys(cls).get(name) if cls is not None else None
 
 
 def known_keys() -> list[str]:
     """Every dotted key pyair understands (the CLI builds its override flags from this)."""
     keys = list(TOP_LEVEL_KEYS)
-    for section, cls in SECTIONS.items():
-        keys.extend(f"{section}.{name}" for name in field_kinds(cls))
+    for section_name, cls in SECTIONS.items():
+        keys.extend(f"{section_name}.{name}" for name in section_keys(cls))
     return keys
 
 
-def with_overrides(config: Config, **changes: Any) -> Config:
-    """A copy of ``config`` with top-level fields replaced (for tests and subcommands)."""
-    return replace(config, **changes)
+# Keys air documents that mean nothing for pyair: accepted, named once as unused. Those with a
+# field say so on it (``unused=``); these have none.
+_UNUSED_WITHOUT_FIELD = {
+    "build.rules": "[[build.rules]] is not supported yet; those files are watched as usual",
+    "watch_dir": "a legacy .air.conf key; use [build] include_dir",
+}
+UNUSED_KEYS: Mapping[str, str] = {
+    **{
+        dotted: key.unused
+        for dotted in known_keys()
+        if (key := key_for(dotted)) is not None and key.unused is not None
+    },
+    **_UNUSED_WITHOUT_FIELD,
+}

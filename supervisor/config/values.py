@@ -1,10 +1,13 @@
-"""Reading values: Go-style durations, booleans and lists from TOML or from flags.
+"""Reading values from TOML (typed) or from flags (strings): durations, booleans, lists.
 
-    parse_duration_ms("1m30s")                       # 90000
-    parse_bool("yes", from_flag=True)                # True (a file needs a real boolean)
-    parse_str_list(" a , b ", from_flag=True)        # ('a', 'b')
+    parse_duration_ms("1m30s")                 # 90000
+    DURATION.read("2s", from_flag=False)       # 2000
+    BOOLEAN.read("yes", from_flag=True)        # True; in the file it must be a real boolean
+    STRINGS.read(" a , b ", from_flag=True)    # ('a', 'b'): a flag's list is comma-separated
 
-A value that cannot be used raises :class:`BadValue`, optionally with the hint that fixes it.
+Each kind of value also says how it is written, so an error can show the fix:
+``BOOLEAN.file_hint("rerun", "yes")`` is ``write rerun = true or rerun = false (no quotes)``.
+A value that cannot be used raises :class:`BadValue`, optionally with a more specific hint.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import difflib
 import math
 import re
 import shlex
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from dataclasses import dataclass
 from fractions import Fraction
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)[ \t]*(ns|us|µs|μs|ms|s|m|h)[ \t]*")
@@ -74,6 +79,7 @@ def parse_duration_ms(value: object, *, nanos_if_large: bool = False) -> int:
 
 
 def type_name(value: object) -> str:
+    """How an error names a TOML value: "an integer", "a list containing a table"."""
     if isinstance(value, list) and value:
         inner = next((v for v in value if not isinstance(v, str)), None)
         if inner is not None:
@@ -100,66 +106,175 @@ _TRUE = ("true", "1", "yes", "on", "t")
 _FALSE = ("false", "0", "no", "off", "f")
 
 
-def parse_bool(value: object, *, from_flag: bool) -> bool:
-    if isinstance(value, bool):
+class Kind(ABC):
+    """One kind of value: how it is read from the file or from a flag, and how it is written.
+
+    File values must have the right TOML type (``enabled = "yes"`` is an error); flag values
+    are strings and are converted.
+    """
+
+    flag_example = "a value"  # completes "pass --build.cmd ..."
+
+    @abstractmethod
+    def read(self, value: object, *, from_flag: bool) -> object:
+        """The Python value, or BadValue."""
+
+    @abstractmethod
+    def file_hint(self, leaf: str, value: object) -> str:
+        """How to write a value of this kind for the key ``leaf`` (``value`` was refused)."""
+
+
+@dataclass(frozen=True)
+class Text(Kind):
+    """A string, as it is."""
+
+    def read(self, value: object, *, from_flag: bool) -> str:
+        if not isinstance(value, str):
+            raise BadValue(f"expected a string, got {type_name(value)} {value!r}")
         return value
-    if from_flag and isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-    raise BadValue(f"expected true or false, got {type_name(value)} {value!r}")
+
+    def file_hint(self, leaf: str, value: object) -> str:
+        return f'write a quoted string, e.g. {leaf} = "..."'
 
 
-def parse_str_list(value: object, *, from_flag: bool) -> tuple[str, ...]:
-    if from_flag and isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise BadValue(f"expected a list of strings, got {type_name(value)}")
+@dataclass(frozen=True)
+class Boolean(Kind):
+    """``true``/``false``; a flag also takes yes/no, on/off, 1/0, t/f."""
+
+    flag_example = "true or false"
+
+    def read(self, value: object, *, from_flag: bool) -> bool:
+        if isinstance(value, bool):
+            return value
+        if from_flag and isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+        raise BadValue(f"expected true or false, got {type_name(value)} {value!r}")
+
+    def file_hint(self, leaf: str, value: object) -> str:
+        return f"write {leaf} = true or {leaf} = false (no quotes)"
 
 
-def parse_entrypoint(value: object, *, from_flag: bool) -> tuple[str, ...]:
-    """air: a string or an array. pyair also splits a string shell-style: "python app.py"."""
-    if isinstance(value, str) and not (from_flag and "," in value):
+@dataclass(frozen=True)
+class WholeNumber(Kind):
+    """An integer (a float is refused, not rounded)."""
+
+    flag_example = "a whole number, e.g. 8000"
+
+    def read(self, value: object, *, from_flag: bool) -> int:
+        if isinstance(value, str) and from_flag and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadValue(f"expected a whole number, got {type_name(value)} {value!r}")
+        return value
+
+    def file_hint(self, leaf: str, value: object) -> str:
+        return f"write a whole number, e.g. {leaf} = 8000"
+
+
+@dataclass(frozen=True)
+class Duration(Kind):
+    """Milliseconds, from an integer or a Go duration string; see :func:`parse_duration_ms`."""
+
+    flag_example = "milliseconds or a duration, e.g. 500 or 2s"
+
+    nanos_if_large: bool = False  # air's kill_delay rule
+
+    def read(self, value: object, *, from_flag: bool) -> int:
         try:
-            return tuple(shlex.split(value))
+            return parse_duration_ms(value, nanos_if_large=self.nanos_if_large)
         except ValueError as exc:
-            raise BadValue(f"cannot split {value!r} into arguments ({exc})") from None
-    return parse_str_list(value, from_flag=from_flag)
+            raise BadValue(str(exc)) from None
+
+    def file_hint(self, leaf: str, value: object) -> str:
+        return f'write milliseconds or a duration, e.g. {leaf} = 500 or {leaf} = "2s"'
+
+
+@dataclass(frozen=True)
+class Strings(Kind):
+    """A list of strings; a flag gives it comma-separated."""
+
+    flag_example = "comma-separated values, e.g. a,b"
+
+    def read(self, value: object, *, from_flag: bool) -> tuple[str, ...]:
+        if from_flag and isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise BadValue(f"expected a list of strings, got {type_name(value)}")
+
+    def file_hint(self, leaf: str, value: object) -> str:
+        if isinstance(value, str):
+            return f"write a list: {leaf} = [{toml_str(value)}]"
+        return f'write a list of strings, e.g. {leaf} = ["a", "b"]'
+
+
+@dataclass(frozen=True)
+class Argv(Strings):
+    """A command's arguments: a list, or (pyair) a string split shell-style: "python app.py"."""
+
+    def read(self, value: object, *, from_flag: bool) -> tuple[str, ...]:
+        if isinstance(value, str) and not (from_flag and "," in value):
+            try:
+                return tuple(shlex.split(value))
+            except ValueError as exc:
+                raise BadValue(f"cannot split {value!r} into arguments ({exc})") from None
+        return super().read(value, from_flag=from_flag)
+
+    def file_hint(self, leaf: str, value: object) -> str:
+        return f'write {leaf} = ["./bin/app", "--flag"] or {leaf} = "python app.py"'
 
 
 PRELOAD_HINT = 'write preload = "auto", preload = false or preload = ["flask", "jinja2"]'
 
 
-def parse_preload(value: object, *, from_flag: bool) -> str | tuple[str, ...]:
+@dataclass(frozen=True)
+class Preload(Kind):
     """``"auto"``, ``false`` (→ ``()``), ``true`` (→ ``"auto"``) or a list of module names."""
-    if isinstance(value, bool):
-        return "auto" if value else ()
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word == "auto":
-            return "auto"
-        if from_flag and word in _TRUE:
-            return "auto"
-        if from_flag and word in _FALSE:
-            return ()
-        if not from_flag:
-            raise BadValue(
-                f'expected "auto", false or a list of modules, got {value!r}', PRELOAD_HINT
-            )
-    names = parse_str_list(value, from_flag=from_flag)
-    for name in names:
-        if not all(part.isidentifier() for part in name.split(".")):
-            raise BadValue(f"{name!r} is not a module name", PRELOAD_HINT)
-    return names
+
+    def read(self, value: object, *, from_flag: bool) -> str | tuple[str, ...]:
+        if isinstance(value, bool):
+            return "auto" if value else ()
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word == "auto":
+                return "auto"
+            if from_flag and word in _TRUE:
+                return "auto"
+            if from_flag and word in _FALSE:
+                return ()
+            if not from_flag:
+                raise BadValue(
+                    f'expected "auto", false or a list of modules, got {value!r}', PRELOAD_HINT
+                )
+        names = STRINGS.read(value, from_flag=from_flag)
+        for name in names:
+            if not all(part.isidentifier() for part in name.split(".")):
+                raise BadValue(f"{name!r} is not a module name", PRELOAD_HINT)
+        return names
+
+    def file_hint(self, leaf: str, value: object) -> str:
+        return PRELOAD_HINT
+
+
+TEXT = Text()
+BOOLEAN = Boolean()
+WHOLE_NUMBER = WholeNumber()
+DURATION = Duration()
+STRINGS = Strings()
+ARGV = Argv()
+PRELOAD = Preload()
 
 
 def suggest(name: str, choices: Iterable[str]) -> str | None:
+    """The closest of ``choices`` to ``name``, for a did-you-mean; None if none is close."""
     matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 
 def toml_str(value: str) -> str:
+    """``value`` as a TOML basic string, for a hint that shows the fix."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
