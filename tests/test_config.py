@@ -9,7 +9,7 @@ import os
 import shutil
 import sys
 import textwrap
-from dataclasses import FrozenInstanceError
+from dataclasses import FrozenInstanceError, dataclass, fields
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,9 @@ from supervisor.config import (
     python_executable,
     resolve_app_command,
 )
+from supervisor.config.keys import Key, choice, duration, extensions
+from supervisor.config.reader import DocumentReader
+from supervisor.config.schema import OS_OVERRIDE_KEYS, SECTIONS
 from supervisor.errors import ConfigError
 
 # --------------------------------------------------------------------------- helpers
@@ -294,6 +297,41 @@ def test_tmp_dir_moves_the_default_exclude_dir(project: Path) -> None:
     explicit = load(project, 'tmp_dir = ".cache"\n[build]\nexclude_dir = ["tmp"]\n')
     assert explicit.build.exclude_dir == ("tmp",)
     assert load(project, 'tmp_dir = ""\ntestdata_dir = ""\n').tmp_dir == "tmp"
+
+
+# --------------------------------------------------------------------------- the keys' metadata
+
+
+def test_every_section_field_declares_its_key() -> None:
+    # a plain field (``x: int = 5``) would be no key at all: not read, no flag, no hint
+    for name, cls in SECTIONS.items():
+        for f in fields(cls):
+            assert Key.of(f) is not None, f"{name}.{f.name} is declared without a key helper"
+    assert OS_OVERRIDE_KEYS == (
+        "pre_cmd", "cmd", "post_cmd", "bin", "entrypoint", "full_bin", "args_bin",
+    )  # fmt: skip
+
+
+def test_a_key_is_one_declaration(project: Path) -> None:
+    @dataclass(frozen=True)
+    class Section:
+        settle: int = duration(250, at_least=100)
+        mode: str = choice("fast", "slow")
+        exts: tuple[str, ...] = extensions(("py",), lower=True)
+
+    path = write(project, "[x]\nsettle = 'soon'\n")
+    reader = DocumentReader(path, path.read_text())
+    table = {"settle": "2s", "mode": "slow", "exts": [".PY", ""]}
+    assert reader.section("x", Section, table) == {"settle": 2000, "mode": "slow", "exts": ("py",)}
+    assert reader.section("x", Section, {"settle": 5}) == {"settle": 100}
+    with pytest.raises(ConfigError) as info:
+        reader.section("x", Section, {"settle": "soon"})
+    assert str(info.value) == (
+        f"{path}:2:1: x.settle: cannot read 'soon' as a duration; "
+        'write milliseconds or a duration, e.g. settle = 500 or settle = "2s"'
+    )
+    with pytest.raises(ConfigError, match="did you mean 'slow'"):
+        reader.section("x", Section, {"mode": "slwo"})
 
 
 # --------------------------------------------------------------------------- durations
