@@ -22,8 +22,11 @@ import anyio
 from . import __version__
 from .config import find_config, known_keys, load_config
 from .console import Console
-from .engine import Engine
+from .engine import Engine, one_line_error
 from .errors import ConfigError, PyairError
+
+if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport
+    from exceptiongroup import BaseExceptionGroup
 
 SUBCOMMANDS = ("init", "smoke")
 
@@ -116,9 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         namespace, overrides, app_args = parse_args(argv)
         path = find_config(namespace.config, Path.cwd())
         config = load_config(path, overrides=overrides, extra_args=app_args)
-    except PyairError as exc:
-        print(str(exc), file=sys.stderr)
-        return exc.exit_code
+    except (PyairError, BaseExceptionGroup) as exc:  # a group: from a subcommand's task group
+        error = one_line_error(exc)
+        if error is None:
+            raise
+        print(str(error), file=sys.stderr)
+        return error.exit_code
     console = Console(config.log, config.color, config.screen, debug=namespace.debug)
     if path is None:
         console.main("no .air.toml found: using defaults (run `pyair init` to write one)")

@@ -6,6 +6,13 @@ States: ``building`` → ``running`` → (change) ``building`` → ``running`` �
 on its own leaves the engine ``crashed`` (waiting for the next change, or a rerun with
 back-off); a first Ctrl-C/SIGTERM/SIGHUP moves to ``stopping`` and a second one kills at once.
 
+The engine decides; it does nothing to the outside world itself. Changes come from a
+:class:`ChangeSource` (the :class:`~supervisor.watcher.Watcher`), and every effect (a build
+step, starting the app, a template swap, waiting until it answers) goes through a
+:class:`Runtime` (:class:`~supervisor.runtime.LocalRuntime`). Tests hand it scripted ones::
+
+    engine = Engine(config, console, changes=ScriptedChanges(), runtime=FakeRuntime())
+
 Services never import each other: the watcher feeds batches through a memory object stream,
 and this module routes each classified :class:`~supervisor.classify.Plan`.
 """
@@ -13,29 +20,23 @@ and this module routes each classified :class:`~supervisor.classify.Plan`.
 from __future__ import annotations
 
 import enum
-import http.client
-import os
-import re
-import secrets
-import shutil
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+import traceback
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import anyio
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream
+from anyio.abc import TaskGroup, TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .agent import ENV_VAR as AGENT_ENV
-from .agent import bootstrap_dir
 from .classify import FileChange, Plan, classify, is_asset, is_template
-from .config import AppCommand, Config, child_environment
+from .config import Config
 from .console import Console
-from .control import TEMPLATE_ERROR, ControlServer, SwapResult
+from .control import TEMPLATE_ERROR, SwapResult
+from .errors import PyairError
 from .events import (
     AppExited,
     AppNotReady,
@@ -49,10 +50,13 @@ from .events import (
     TemplateFailed,
     TemplatesSwapped,
 )
-from .process import TREE_ENV, AppProcess, Guardian, StepResult, belongs_to_tree, run_step
+from .process import StepResult, StopReport
 from .proxy import Proxy
+from .runtime import LocalRuntime
 from .watcher import Watcher
-from .zygote import Preloader
+
+if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport
+    from exceptiongroup import BaseExceptionGroup
 
 RERUN_BACKOFF_CAP_MS = 30_000
 STABLE_RUN_S = 10.0  # a rerun app that ran this long resets its back-off
@@ -66,8 +70,118 @@ class State(enum.Enum):
     stopping = "stopping"
 
 
+# --------------------------------------------------------------------------- the seams
+
+
+class ChangeSource(Protocol):
+    """Where batches of file changes come from (the :class:`~supervisor.watcher.Watcher`)."""
+
+    @property
+    def watched_dirs(self) -> Sequence[Path]:
+        """The directories watched (for the "watching N directories" line)."""
+        ...
+
+    async def run(
+        self,
+        send: MemoryObjectSendStream[list[FileChange]],
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Send one list per debounced batch until cancelled; ``started()`` once watching."""
+        ...
+
+
+class AppHandle(Protocol):
+    """One started app (its process tree): what the engine watches and stops."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int:
+        """Until the app exits on its own or is stopped: its exit code."""
+        ...
+
+    async def stop(self, *, interrupt: bool, kill_delay_ms: int) -> StopReport:
+        """Stop the whole tree (polite signal, then SIGKILL after ``kill_delay_ms``)."""
+        ...
+
+    async def kill(self) -> None:
+        """Kill the whole tree now, even while a ``stop()`` is still waiting."""
+        ...
+
+
+class Runtime(Protocol):
+    """The effects the engine orders (:class:`~supervisor.runtime.LocalRuntime` does them)."""
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Hold what the effects need (guardian, control socket, zygote) until cancelled."""
+        ...
+
+    def environment(self) -> dict[str, str]:
+        """The environment of build steps and the app, read afresh."""
+        ...
+
+    async def run_step(self, command: str, env: Mapping[str, str]) -> StepResult:
+        """One build step through the shell, its output shown as it arrives."""
+        ...
+
+    def log_build_failure(self, result: StepResult) -> None:
+        """Keep a failed build step's output in the build log."""
+        ...
+
+    async def start_app(
+        self, env: Mapping[str, str], generation: int
+    ) -> tuple[AppHandle, bool | None]:
+        """(app, warm): warm True/False, None without a zygote. PyairError if it cannot start."""
+        ...
+
+    async def wait_ready(self, app: AppHandle) -> float | None:
+        """Milliseconds until ``app`` answers; None when no probe is configured or it never did."""
+        ...
+
+    async def swap(self, paths: Sequence[str], timeout_ms: int) -> SwapResult:
+        """Ask the agent in the app to swap these templates; never raises."""
+        ...
+
+    @property
+    def agent_pid(self) -> int | None:
+        """The pid of the process whose agent answers swaps, if one is connected."""
+        ...
+
+    def source_excerpt(self, file: str | None, line: int | None) -> list[str]:
+        """Numbered lines around a template error."""
+        ...
+
+
 def _ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1000
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error
+
+
+def one_line_error(error: BaseException) -> PyairError | None:
+    """The :class:`PyairError` a failure comes down to, through any task groups around it.
+
+    None when anything else is in it (a bug, which deserves its traceback).
+    """
+    leaves = list(_leaves(error))
+    if leaves and all(isinstance(leaf, PyairError) for leaf in leaves):
+        first = leaves[0]
+        assert isinstance(first, PyairError)
+        return first
+    return None
+
+
+# --------------------------------------------------------------------------- the engine
 
 
 class Engine:
@@ -80,14 +194,21 @@ class Engine:
         *,
         debug: bool = False,
         observers: Sequence[Callable[[Event], None]] = (),
+        changes: ChangeSource | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
+        """``changes`` and ``runtime`` default to a :class:`~supervisor.watcher.Watcher` of
+        ``config.root`` and a :class:`~supervisor.runtime.LocalRuntime`."""
         self.config = config
         self.observers = list(observers)
         self.console = console
         self.debug = debug
+        self.changes: ChangeSource = changes or Watcher(
+            config, notice=console.warning, debug=console.debug, eager=self._acts_in_place
+        )
+        self.runtime: Runtime = runtime or LocalRuntime(config, console)
         self.state = State.idle
-        self.token = secrets.token_hex(8)
-        self.app: AppProcess | None = None
+        self.app: AppHandle | None = None
         self.restarts = 0
         self._app_lock = anyio.Lock()
         self._build_scope: anyio.CancelScope | None = None
@@ -95,52 +216,67 @@ class Engine:
         self._force = False
         self._rerun_backoff_ms = config.build.rerun_delay
         self._task_group: TaskGroup | None = None
-        self._stopping: AppProcess | None = None
+        self._stopping: AppHandle | None = None
         self._generation = 0
-        self.control: ControlServer | None = None
-        self.preloader: Preloader | None = None  # warm restarts ([build] preload)
         self._cycles = 0  # restart cycles in flight
 
     # -- lifetime ---------------------------------------------------------------------------
 
     async def run(self) -> int:
-        """Run until a stop signal; returns the process exit code (0 after a clean stop)."""
+        """Run until a stop signal; returns the process exit code (0 after a clean stop).
+
+        What cannot start (a busy proxy port, a control socket that cannot be made, a
+        directory that cannot be watched) raises one :class:`PyairError`, nothing left running.
+        """
         self._banner()
-        guardian = Guardian.start(self.token)
-        control = ControlServer(
-            is_member=self._in_app_tree, log=self.console.debug, on_modules=self._on_modules
-        )
+        proxy = Proxy(self.config, self.console) if self.config.proxy.enabled else None
+        if proxy is not None:
+            await proxy.listen()  # a busy port: one clear error, nothing started
         try:
-            proxy = Proxy(self.config, self.console) if self.config.proxy.enabled else None
-            if proxy is not None:
-                await proxy.listen()  # a busy port: one clear error, nothing started
-            async with control, anyio.create_task_group() as tg:
-                self.control = control
+            async with anyio.create_task_group() as tg:
                 self._task_group = tg
-                self.preloader = self._preloader()
-                if self.preloader is not None:  # cancelled last: kills the zygotes
-                    await tg.start(self.preloader.run)
-                tg.start_soon(self._handle_signals)
+                await self._start(tg, "runtime", self.runtime.run, failure="pyair cannot start")
+                tg.start_soon(self._handle_signals, name="signals")
                 send, receive = anyio.create_memory_object_stream[list[FileChange]](64)
-                watcher = Watcher(
-                    self.config,
-                    notice=self.console.warning,
-                    debug=self._debug_fs,
-                    eager=self._acts_in_place,
-                )
-                await tg.start(watcher.run, send)
-                self.console.watcher(self._watching_line(watcher))
-                tg.start_soon(self._route_batches, receive)
+                tg.start_soon(self._route_batches, receive, name="router")
+                where = f"cannot watch {self.config.root}"
+                await self._start(tg, "watcher", self.changes.run, send, failure=where)
+                self.console.watcher(self._watching_line())
                 if proxy is not None:  # listening before the app starts: requests wait
-                    await tg.start(proxy.serve)
+                    await self._start(tg, "proxy", proxy.serve, failure="the proxy cannot start")
                     self.observers.append(proxy.on_event)
-                tg.start_soon(self._cycle, "start", None)
+                tg.start_soon(self._cycle, "start", None, name="cycle: start")
                 await self._stop_requested.wait()
                 await self._shutdown()
                 tg.cancel_scope.cancel()
-        finally:
-            guardian.close(kill_tree=True)
+        except BaseExceptionGroup as group:
+            error = one_line_error(group)
+            if error is None:
+                raise
+            raise error from None
         return 0
+
+    async def _start(
+        self,
+        tg: TaskGroup,
+        name: str,
+        func: Callable[..., Coroutine[Any, Any, Any]],
+        *args: object,
+        failure: str,
+    ) -> None:
+        """``tg.start`` a service; what it raises before it is up becomes one line."""
+        try:
+            await tg.start(func, *args, name=name)
+        except Exception as exc:
+            error = one_line_error(exc)
+            if error is not None:
+                raise error from None
+            if self.debug:
+                for chunk in traceback.format_exception(exc):
+                    for line in chunk.rstrip("\n").splitlines():
+                        self.console.debug(line)
+            first = next(_leaves(exc))
+            raise PyairError(f"{failure}: {_describe(first)}") from exc
 
     def _banner(self) -> None:
         banner = self.config.misc.startup_banner
@@ -153,44 +289,9 @@ class Engine:
         for key in self.config.unused_keys:
             self.console.warning(f"config key '{key}' means nothing to pyair and is ignored")
 
-    def _watching_line(self, watcher: Watcher) -> str:
-        dirs = watcher.watched_dirs
+    def _watching_line(self) -> str:
+        dirs = self.changes.watched_dirs
         return f"watching {len(dirs)} directories under {self.config.root}"
-
-    def _with_agent(self, env: Mapping[str, str]) -> dict[str, str]:
-        """The app's environment plus what loads the template agent inside Python apps."""
-        assert self.control is not None
-        with_agent = dict(env)
-        with_agent[AGENT_ENV] = self.control.path
-        existing = with_agent.get("PYTHONPATH")
-        bootstrap = str(bootstrap_dir())
-        with_agent["PYTHONPATH"] = bootstrap + (os.pathsep + existing if existing else "")
-        if self.preloader is not None:
-            with_agent.update(self.preloader.agent_env())
-        return with_agent
-
-    def _preloader(self) -> Preloader | None:
-        """Warm restarts for a Python app command, unless ``[build] preload = false``."""
-        if not self.config.build.preload:
-            return None
-
-        def zygote_env() -> dict[str, str]:
-            return self._with_agent(app_environment(self.config, self.token))
-
-        env = zygote_env()
-        return Preloader.create(
-            self.config,
-            self.console,
-            session=self.token,
-            command=without_shell(self.config.app_command(), env),
-            env=zygote_env,
-            bootstrap=str(bootstrap_dir()),
-        )
-
-    def _on_modules(self, pid: int, msg: Mapping[str, object]) -> None:
-        """The app's agent reported its modules (preload = "auto"): only the app's leader's."""
-        if self.preloader is not None and self.app is not None and pid == self.app.pid:
-            self.preloader.modules_reported(msg)
 
     def emit(self, event: Event) -> None:
         """Tell every observer; an observer that raises is reported, never fatal."""
@@ -207,12 +308,6 @@ class Engine:
     def _acts_in_place(self, path: str) -> bool:
         """Swapped or refreshed without a restart: cheap to act on at once, even twice."""
         return is_template(path, self.config) or is_asset(path, self.config)
-
-    def _in_app_tree(self, pid: int) -> bool:
-        return belongs_to_tree(pid, self.token)
-
-    def _debug_fs(self, message: str) -> None:
-        self.console.debug(message)
 
     async def _handle_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
@@ -238,9 +333,7 @@ class Engine:
             for command in self.config.build.post_cmd:
                 if self._force:
                     break
-                await self._run_step(command)
-            if self.config.misc.clean_on_exit:
-                shutil.rmtree(self.config.tmp_path, ignore_errors=True)
+                await self.runtime.run_step(command, self.runtime.environment())
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -273,7 +366,7 @@ class Engine:
         assert self._task_group is not None
         if self._build_scope is not None:
             self._build_scope.cancel()
-        self._task_group.start_soon(self._cycle, "change", plan)
+        self._task_group.start_soon(self._cycle, "change", plan, name="cycle: change")
 
     async def _swap_templates(self, plan: Plan, what: str) -> None:
         """Hot-swap ``plan.templates`` in the running app, or restart when no agent can."""
@@ -281,16 +374,15 @@ class Engine:
             # the app about to be started reads every template afresh
             self.console.debug(f"{what} changed during a restart: the new app loads it")
             return
-        assert self.control is not None
         timeout = self.config.templates.swap_timeout
-        result = await self.control.swap(list(plan.templates), timeout_ms=timeout)
+        result = await self.runtime.swap(plan.templates, timeout_ms=timeout)
         if result.ok:
             self.console.runner(self._swapped_line(result, what))
             self.emit(TemplatesSwapped(result.names, plan.templates, result.rtt_ms))
             return
         if result.reason == TEMPLATE_ERROR and result.error is not None:
             error = result.error
-            source = source_excerpt(error.file, error.line)
+            source = self.runtime.source_excerpt(error.file, error.line)
             self.console.error(
                 f"{str(error).rstrip('.')}; the previous template keeps serving", source=source
             )
@@ -305,9 +397,9 @@ class Engine:
     def _swapped_line(self, result: SwapResult, what: str) -> str:
         names = ", ".join(result.names) or what
         line = f"swapped {names} in {result.rtt_ms:.1f} ms"
-        agent = self.control.agent if self.control is not None else None
-        if agent is not None:  # the process that swapped, not a shell in front of it
-            line += f" (pid {agent.pid}, no restart)"
+        pid = self.runtime.agent_pid
+        if pid is not None:  # the process that swapped, not a shell in front of it
+            line += f" (pid {pid}, no restart)"
         if result.unclaimed:
             line += f"; no engine uses {len(result.unclaimed)} of the files"
         return line
@@ -324,7 +416,7 @@ class Engine:
 
     async def _build_and_start(self, why: str, paths: tuple[str, ...]) -> None:
         started = time.perf_counter()
-        env = app_environment(self.config, self.token)
+        env = self.runtime.environment()
         with anyio.CancelScope() as scope:
             self._build_scope = scope
             self.state = State.building
@@ -354,60 +446,40 @@ class Engine:
             steps.append(self.config.build.cmd)
         for command in steps:
             self.console.build(f"$ {command}")
-            result = await self._run_step(command, env)
+            result = await self.runtime.run_step(command, env)
             if not result.ok:
-                self._report_build_failure(result)
+                self.console.error(f"build failed (exit {result.returncode}): {result.command}")
+                self.runtime.log_build_failure(result)
                 self.emit(BuildFailed(result.command, result.returncode, result.output))
                 return False
         return True
 
-    async def _run_step(self, command: str, env: Mapping[str, str] | None = None) -> StepResult:
-        return await run_step(
-            command,
-            cwd=self.config.root,
-            env=env if env is not None else app_environment(self.config, self.token),
-            on_output=self.console.build_output,
-        )
-
-    def _report_build_failure(self, result: StepResult) -> None:
-        self.console.error(f"build failed (exit {result.returncode}): {result.command}")
-        log_path = self.config.build_log_path
-        try:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with log_path.open("a", encoding="utf-8") as log:
-                stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-                log.write(f"[{stamp}] $ {result.command} (exit {result.returncode})\n")
-                log.write(result.output if result.output.endswith("\n") else result.output + "\n")
-        except OSError as exc:
-            self.console.warning(f"cannot append to {log_path}: {exc}")
-
     async def _start_app(
         self, env: Mapping[str, str], *, build_ms: float, started: float, why: str
     ) -> None:
-        command = without_shell(self.config.app_command(), env)
         spawn_start = time.perf_counter()
         self._generation += 1
+        generation = self._generation
         try:
-            app, warm = await self._spawn(command, env, f"{self.token}/app-{self._generation}")
-        except OSError as exc:
-            self.console.error(f"cannot start {command.display}: {exc}")
+            app, warm = await self.runtime.start_app(env, generation)
+        except PyairError as exc:
+            self.console.error(str(exc))
             self.state = State.crashed
             return
         self.app = app
         self.state = State.running
         if why != "start":
             self.restarts += 1
-        generation = self._generation
         self.emit(AppStarted(app.pid, generation))
         assert self._task_group is not None
-        self._task_group.start_soon(self._watch_exit, app, env)
-        ready_ms = await self._wait_ready(app)
+        self._task_group.start_soon(self._watch_exit, app, env, name=f"app {app.pid}")
+        ready_ms = await self.runtime.wait_ready(app)
         if ready_ms is not None:
             self.emit(AppReady(app.pid, generation, ready_ms))
         elif self._probes_readiness:
             self.emit(AppNotReady(app.pid, generation))
         timing = f"build {build_ms:.0f} ms" if self.config.build.cmd else "no build"
-        if self.preloader is not None:  # warm: forked from the zygote; cold: a new interpreter
+        if warm is not None:  # warm: forked from the zygote; cold: a new interpreter
             timing = f"{'warm' if warm else 'cold'}, {timing}"
         if ready_ms is not None:
             self.console.runner(
@@ -419,45 +491,11 @@ class Engine:
                 f"started pid {app.pid} in {_ms_since(spawn_start):.0f} ms ({timing})"
             )
 
-    async def _spawn(
-        self, command: AppCommand, env: Mapping[str, str], token: str
-    ) -> tuple[AppProcess, bool]:
-        """Fork the warm zygote when it is ready and healthy, else start cold; (app, warm)."""
-        app_env = self._with_agent(env)
-        if self.preloader is not None:
-            app = await self.preloader.start(
-                command, cwd=self.config.root, env=app_env, token=token
-            )
-            if app is not None:
-                return app, True
-        return await AppProcess.start(
-            command, cwd=self.config.root, env=app_env, token=token
-        ), False
-
     @property
     def _probes_readiness(self) -> bool:
         return bool(self.config.build.ready_url or self.config.proxy.app_port)
 
-    async def _wait_ready(self, app: AppProcess) -> float | None:
-        """Milliseconds until the app answers (ready_url or app_port), None if not configured."""
-        url = self.config.build.ready_url
-        port = self.config.proxy.app_port
-        if not url and not port:
-            return None
-        start = time.perf_counter()
-        with anyio.move_on_after(self.config.build.ready_timeout / 1000):
-            while app.returncode is None:
-                if await anyio.to_thread.run_sync(_probe, url, port):
-                    return _ms_since(start)
-                await anyio.sleep(0.005)
-        if app.returncode is None:
-            self.console.warning(
-                f"pid {app.pid} not ready after {self.config.build.ready_timeout} ms "
-                f"({url or f'port {port}'})"
-            )
-        return None
-
-    async def _watch_exit(self, app: AppProcess, env: Mapping[str, str]) -> None:
+    async def _watch_exit(self, app: AppHandle, env: Mapping[str, str]) -> None:
         started = time.perf_counter()
         code = await app.wait()
         if self.app is not app or self.state in (State.stopping,) or self._stop_requested.is_set():
@@ -501,70 +539,7 @@ class Engine:
             self.console.runner(f"pid {app.pid} did not stop within {delay} ms: killed")
 
 
-def app_environment(config: Config, token: str) -> dict[str, str]:
-    """pyair's environment + env_files + [env], with pyair's venv active for the children.
-
-    Running ``.venv/bin/pyair`` without activating the venv still gives the app that venv's
-    ``python``, ``uvicorn`` and ``flask`` on PATH, as ``uvicorn --reload`` children get.
-    """
-    env = child_environment(config, os.environ)
-    env[TREE_ENV] = token  # build steps nest their own token under it: the guardian covers them
-    if sys.prefix != sys.base_prefix and "VIRTUAL_ENV" not in os.environ:
-        bin_dir = str(Path(sys.executable).parent)
-        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", os.defpath)
-        env["VIRTUAL_ENV"] = sys.prefix
-    return env
-
-
-_SHELL_SYNTAX = re.compile(r"""[|&;<>()$`\\"'*?\[\]#~=%{}\n]""")
-
-
-def without_shell(command: AppCommand, env: Mapping[str, str]) -> AppCommand:
-    """Run a plain ``full_bin`` line like ``python app.py`` without ``/bin/sh`` in between.
-
-    One process fewer per restart, and the app itself gets the stop signal. Lines that use
-    any shell syntax (variables, pipes, quotes, ``A=b cmd``) still go through the shell.
-    """
-    if command.shell is None or _SHELL_SYNTAX.search(command.shell):
-        return command
-    argv = command.shell.split()
-    exe = shutil.which(argv[0], path=env.get("PATH")) if argv else None
-    if exe is None:
-        return command
-    return AppCommand(argv=(exe, *argv[1:]), shell=None)
-
-
-def source_excerpt(file: str | None, line: int | None, context: int = 2) -> list[str]:
-    """The lines around ``line`` of ``file``, numbered, the failing one marked with ``>``."""
-    if not file or not line:
-        return []
-    try:
-        lines = Path(file).read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-    first, last = max(1, line - context), min(len(lines), line + context)
-    return [
-        f"{'>' if number == line else ' '} {number:>4} | {lines[number - 1]}"
-        for number in range(first, last + 1)
-    ]
-
-
-def _probe(url: str, port: int) -> bool:
-    if url:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return 200 <= int(response.status) < 400
-        except urllib.error.HTTPError as exc:
-            return 200 <= exc.code < 400
-        except (OSError, ValueError):
-            return False
-    # the port accepting is not enough: a server can listen before it can answer
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        conn.request("GET", "/", headers={"User-Agent": "pyair-ready-probe"})
-        conn.getresponse().close()
-        return True
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
+def _describe(error: BaseException) -> str:
+    """The first line of what an exception says (its type when it says nothing)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

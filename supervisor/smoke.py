@@ -62,6 +62,7 @@ from .events import (
     TemplatesSwapped,
 )
 from .process import GIVE_UP_S, adopt_orphans, child_pids, command_line, kill_processes, tree_pids
+from .runtime import LocalRuntime
 from .watcher import build_filter
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -327,7 +328,8 @@ class Smoke:
         self.template = template
         self.source = source
         self.out = out
-        self.engine = Engine(config, console, observers=[self._observe])
+        self.runtime = LocalRuntime(config, console)
+        self.engine = Engine(config, console, observers=[self._observe], runtime=self.runtime)
         self.files = TouchedFiles()
         self.report = Report(
             config=str(config.source) if config.source else None,
@@ -436,10 +438,7 @@ class Smoke:
             self._skip("swap", "no watched template in the project")
             return
         rel = _rel(template, self.config.root)
-        control = self.engine.control
-        agent = control is not None and await control.wait_for_agent(
-            min(self.timeout, AGENT_WAIT_S)
-        )
+        agent = await self.runtime.control.wait_for_agent(min(self.timeout, AGENT_WAIT_S))
         old_pid = self.pid
         self._begin("swap")
         self.files.touch(template)
@@ -537,7 +536,7 @@ class Smoke:
             await self._restart()
 
     def _leftovers(self) -> set[int]:
-        found = tree_pids(self.engine.token)
+        found = tree_pids(self.runtime.token)
         if self._adopting:
             found |= child_pids() - self._baseline
         return found

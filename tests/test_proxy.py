@@ -32,7 +32,7 @@ from support import APPS, PyairRun, free_port, http_get, run_pyair, wait_until
 
 from supervisor.config import Config, ProxyConfig
 from supervisor.console import Console
-from supervisor.engine import _probe
+from supervisor.runtime import _probe
 from supervisor.events import AppReady, Restarting, TemplateFailed
 from supervisor.proxy import Proxy, decode_body, inject_script, should_inject
 

@@ -1,0 +1,306 @@
+"""What the engine's decisions do on this machine: build steps, the app, swaps, readiness.
+
+    runtime = LocalRuntime(config, console)
+    await tg.start(runtime.run)                      # the guardian, the control socket, the zygote
+    env = runtime.environment()
+    result = await runtime.run_step("make", env)     # a StepResult; output streamed to the console
+    app, warm = await runtime.start_app(env, generation=1)
+    ms = await runtime.wait_ready(app)               # None: no probe configured, or not in time
+    swap = await runtime.swap(["/app/templates/page.html"], timeout_ms=1000)
+
+:class:`~supervisor.engine.Engine` decides what happens (restart, swap, keep the old app) and
+a runtime carries it out; the engine's tests hand it a scripted one. :class:`LocalRuntime` wires
+the services: build steps and the app's process tree (``process``), the control socket to the
+agent inside the app (``control``), warm starts forked from a preloaded zygote (``zygote``), and
+the guardian that kills the app's tree if pyair itself dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .agent import ENV_VAR as AGENT_ENV
+from .agent import bootstrap_dir
+from .config import AppCommand, Config, child_environment
+from .console import Console
+from .control import ControlServer, SwapResult
+from .errors import PyairError
+from .process import (
+    TREE_ENV,
+    AppProcess,
+    Guardian,
+    Leader,
+    StepResult,
+    belongs_to_tree,
+    run_step,
+)
+from .zygote import Preloader
+
+__all__ = ["LocalRuntime", "app_environment", "source_excerpt", "without_shell"]
+
+READY_POLL_S = 0.005  # between two readiness probes
+
+
+class LocalRuntime:
+    """The engine's effects with real processes and sockets; see the module docstring.
+
+    ``token`` names the app's process tree (``PYAIR_TREE``): every process pyair starts
+    carries it, the guardian and the tree sweep find them by it.
+    """
+
+    def __init__(self, config: Config, console: Console, *, token: str | None = None) -> None:
+        self.config = config
+        self.console = console
+        self.token = token or secrets.token_hex(8)
+        self.control = ControlServer(
+            is_member=self._in_app_tree, log=console.debug, on_modules=self._on_modules
+        )
+        self.preloader: Preloader | None = None  # warm restarts ([build] preload)
+        self._leader: AppProcess | None = None  # the app started last
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Hold the guardian, the control socket and the zygotes until cancelled.
+
+        ``task_status.started()`` once all of them are up. On the way out the zygotes are
+        killed, the socket is removed and the guardian sweeps whatever is left of the app's
+        tree. A control socket that cannot be made is a one-line :class:`PyairError`.
+        """
+        guardian = Guardian.start(self.token)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    await stack.enter_async_context(self.control)
+                except OSError as exc:
+                    raise PyairError(
+                        f"cannot make the control socket in {tempfile.gettempdir()}: "
+                        f"{exc.strerror or exc}",
+                        hint="point TMPDIR at a short, writable directory",
+                    ) from None
+                async with anyio.create_task_group() as tg:
+                    self.preloader = self._preloader()
+                    if self.preloader is not None:
+                        await tg.start(self.preloader.run, name="preloader")
+                    task_status.started()
+                    await anyio.sleep_forever()
+        finally:
+            guardian.close(kill_tree=True)
+            if self.config.misc.clean_on_exit:
+                shutil.rmtree(self.config.tmp_path, ignore_errors=True)
+
+    def _preloader(self) -> Preloader | None:
+        """Warm restarts for a Python app command, unless ``[build] preload = false``."""
+        if not self.config.build.preload:
+            return None
+
+        def zygote_env() -> dict[str, str]:
+            return self._with_agent(self.environment())
+
+        env = zygote_env()
+        return Preloader.create(
+            self.config,
+            self.console,
+            session=self.token,
+            command=without_shell(self.config.app_command(), env),
+            env=zygote_env,
+            bootstrap=str(bootstrap_dir()),
+        )
+
+    def _in_app_tree(self, pid: int) -> bool:
+        return belongs_to_tree(pid, self.token)
+
+    def _on_modules(self, pid: int, msg: Mapping[str, object]) -> None:
+        """The app's agent reported its modules (preload = "auto"): only the app's leader's."""
+        leader = self._leader
+        if self.preloader is None or leader is None or leader.returncode is not None:
+            return
+        if pid == leader.pid:
+            self.preloader.modules_reported(msg)
+
+    # -- build steps --------------------------------------------------------------------------
+
+    def environment(self) -> dict[str, str]:
+        """The environment of build steps and the app (re-read: ``.env`` edits apply)."""
+        return app_environment(self.config, self.token)
+
+    async def run_step(self, command: str, env: Mapping[str, str]) -> StepResult:
+        """``command`` through the shell in the project root, its output on the console."""
+        return await run_step(
+            command, cwd=self.config.root, env=env, on_output=self.console.build_output
+        )
+
+    def log_build_failure(self, result: StepResult) -> None:
+        """Append a failed build step and its output to ``[build] log`` under tmp_dir."""
+        log_path = self.config.build_log_path
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("a", encoding="utf-8") as log:
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+                log.write(f"[{stamp}] $ {result.command} (exit {result.returncode})\n")
+                log.write(result.output if result.output.endswith("\n") else result.output + "\n")
+        except OSError as exc:
+            self.console.warning(f"cannot append to {log_path}: {exc}")
+
+    # -- the app --------------------------------------------------------------------------------
+
+    async def start_app(
+        self, env: Mapping[str, str], generation: int
+    ) -> tuple[AppProcess, bool | None]:
+        """Start the app: forked from the warm zygote when one is ready and fit, else cold.
+
+        Returns (app, warm): warm is None when there is no zygote at all (preload off, or not
+        a Python command). Raises :class:`PyairError` when the app cannot be started.
+        """
+        command = without_shell(self.config.app_command(), env)
+        app_env = self._with_agent(env)
+        token = f"{self.token}/app-{generation}"
+        app: AppProcess | None = None
+        if self.preloader is not None:
+            app = await self.preloader.start(
+                command, cwd=self.config.root, env=app_env, token=token
+            )
+        warm = None if self.preloader is None else app is not None
+        if app is None:
+            try:
+                app = await AppProcess.start(
+                    command, cwd=self.config.root, env=app_env, token=token
+                )
+            except OSError as exc:
+                raise PyairError(f"cannot start {command.display}: {exc}") from None
+        self._leader = app
+        return app, warm
+
+    def _with_agent(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The app's environment plus what loads the template agent inside Python apps."""
+        with_agent = dict(env)
+        with_agent[AGENT_ENV] = self.control.path
+        existing = with_agent.get("PYTHONPATH")
+        bootstrap = str(bootstrap_dir())
+        with_agent["PYTHONPATH"] = bootstrap + (os.pathsep + existing if existing else "")
+        if self.preloader is not None:
+            with_agent.update(self.preloader.agent_env())
+        return with_agent
+
+    async def wait_ready(self, app: Leader) -> float | None:
+        """Milliseconds until the app answers (ready_url or app_port), None if not configured.
+
+        None too when it did not answer within ``ready_timeout`` (said on the console) or
+        exited first.
+        """
+        url = self.config.build.ready_url
+        port = self.config.proxy.app_port
+        if not url and not port:
+            return None
+        start = time.perf_counter()
+        with anyio.move_on_after(self.config.build.ready_timeout / 1000):
+            while app.returncode is None:
+                if await anyio.to_thread.run_sync(_probe, url, port):
+                    return (time.perf_counter() - start) * 1000
+                await anyio.sleep(READY_POLL_S)
+        if app.returncode is None:
+            self.console.warning(
+                f"pid {app.pid} not ready after {self.config.build.ready_timeout} ms "
+                f"({url or f'port {port}'})"
+            )
+        return None
+
+    # -- templates --------------------------------------------------------------------------
+
+    async def swap(self, paths: Sequence[str], timeout_ms: int) -> SwapResult:
+        """Ask the agent in the app to swap these templates; never raises."""
+        return await self.control.swap(list(paths), timeout_ms=timeout_ms)
+
+    @property
+    def agent_pid(self) -> int | None:
+        """The pid of the process whose agent answers swaps (not a shell in front of it)."""
+        agent = self.control.agent
+        return agent.pid if agent is not None else None
+
+    def source_excerpt(self, file: str | None, line: int | None) -> list[str]:
+        """The lines around a template error, as :func:`source_excerpt` numbers them."""
+        return source_excerpt(file, line)
+
+
+def app_environment(config: Config, token: str) -> dict[str, str]:
+    """pyair's environment + env_files + [env], with pyair's venv active for the children.
+
+    Running ``.venv/bin/pyair`` without activating the venv still gives the app that venv's
+    ``python``, ``uvicorn`` and ``flask`` on PATH, as ``uvicorn --reload`` children get.
+    """
+    env = child_environment(config, os.environ)
+    env[TREE_ENV] = token  # build steps nest their own token under it: the guardian covers them
+    if sys.prefix != sys.base_prefix and "VIRTUAL_ENV" not in os.environ:
+        bin_dir = str(Path(sys.executable).parent)
+        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", os.defpath)
+        env["VIRTUAL_ENV"] = sys.prefix
+    return env
+
+
+_SHELL_SYNTAX = re.compile(r"""[|&;<>()$`\\"'*?\[\]#~=%{}\n]""")
+
+
+def without_shell(command: AppCommand, env: Mapping[str, str]) -> AppCommand:
+    """Run a plain ``full_bin`` line like ``python app.py`` without ``/bin/sh`` in between.
+
+    One process fewer per restart, and the app itself gets the stop signal. Lines that use
+    any shell syntax (variables, pipes, quotes, ``A=b cmd``) still go through the shell.
+    """
+    if command.shell is None or _SHELL_SYNTAX.search(command.shell):
+        return command
+    argv = command.shell.split()
+    exe = shutil.which(argv[0], path=env.get("PATH")) if argv else None
+    if exe is None:
+        return command
+    return AppCommand(argv=(exe, *argv[1:]), shell=None)
+
+
+def source_excerpt(file: str | None, line: int | None, context: int = 2) -> list[str]:
+    """The lines around ``line`` of ``file``, numbered, the failing one marked with ``>``."""
+    if not file or not line:
+        return []
+    try:
+        lines = Path(file).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    first, last = max(1, line - context), min(len(lines), line + context)
+    return [
+        f"{'>' if number == line else ' '} {number:>4} | {lines[number - 1]}"
+        for number in range(first, last + 1)
+    ]
+
+
+def _probe(url: str, port: int) -> bool:
+    if url:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return 200 <= int(response.status) < 400
+        except urllib.error.HTTPError as exc:
+            return 200 <= exc.code < 400
+        except (OSError, ValueError):
+            return False
+    # the port accepting is not enough: a server can listen before it can answer
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", "/", headers={"User-Agent": "pyair-ready-probe"})
+        conn.getresponse().close()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
