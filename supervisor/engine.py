@@ -203,10 +203,12 @@ class Engine:
         self.observers = list(observers)
         self.console = console
         self.debug = debug
-        self.changes: ChangeSource = changes or Watcher(
-            config, notice=console.warning, debug=console.debug, eager=self._acts_in_place
-        )
-        self.runtime: Runtime = runtime or LocalRuntime(config, console)
+        if changes is None:
+            changes = Watcher(
+                config, notice=console.warning, debug=console.debug, eager=self._acts_in_place
+            )
+        self.changes: ChangeSource = changes
+        self.runtime: Runtime = runtime if runtime is not None else LocalRuntime(config, console)
         self.state = State.idle
         self.app: AppHandle | None = None
         self.restarts = 0
@@ -430,8 +432,10 @@ class Engine:
             if self.config.build.stop_on_error:
                 await self._stop_app(reason="build failed")
                 self.state = State.crashed
-            elif self.app is not None:
-                self.console.build("build failed: the previous app keeps serving")
+            else:
+                if self.app is not None:
+                    self.console.build("build failed: the previous app keeps serving")
+                self.state = State.running if self.app is not None else State.crashed
             return
         async with self._app_lock:
             if self._stop_requested.is_set():

@@ -32,9 +32,9 @@ from support import APPS, PyairRun, free_port, http_get, run_pyair, wait_until
 
 from supervisor.config import Config, ProxyConfig
 from supervisor.console import Console
-from supervisor.runtime import _probe
 from supervisor.events import AppReady, Restarting, TemplateFailed
 from supervisor.proxy import Proxy, decode_body, inject_script, should_inject
+from supervisor.runtime import _probe
 
 TAG = b"/__pyair/client.js"
 
