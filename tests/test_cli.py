@@ -1,4 +1,4 @@
-"""The command line, `pyair init`, the console and the module import graph."""
+"""The command line, `pyair init`, the console, and what the agent imports at start-up."""
 
 from __future__ import annotations
 
@@ -97,58 +97,6 @@ def test_console_main_only_silent_and_time() -> None:
     timed, stamped = _console(time=True)
     timed.main("tick")
     assert re.match(r"\[\d\d:\d\d:\d\d\] pyair  tick\n", stamped.getvalue())
-
-
-# The layering of DESIGN.md: a module may import only modules below it in this list.
-LAYERS = [
-    "cli",
-    "smoke",
-    "init",
-    "engine",
-    "zygote",
-    "watcher",
-    "classify",
-    "process",
-    "control",
-    "proxy",
-    "events",
-    "console",
-    "config",
-    "errors",
-    "protocol",
-]
-THIRD_PARTY_HOME = {"rich": "console", "watchfiles": "watcher", "psutil": "process", "h11": "proxy"}
-
-
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level and node.module:
-                found.add(node.module.split(".")[0])
-            elif node.level:
-                found.update(alias.name for alias in node.names)
-            elif node.module:
-                found.add(node.module.split(".")[0])
-        elif isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
-    return found
-
-
-def test_import_graph_points_down_the_layers() -> None:
-    package = REPO / "supervisor"
-    for module in LAYERS:
-        path = package / f"{module}.py"
-        if not path.exists():
-            continue
-        imports = _imports(path)
-        below = set(LAYERS[LAYERS.index(module) + 1 :])
-        for other in set(LAYERS) & imports:
-            assert other in below, f"{module} imports {other}, which is not below it"
-        for lib, home in THIRD_PARTY_HOME.items():
-            if lib in imports:
-                assert module == home, f"{module} imports {lib}; only {home} may"
 
 
 def test_agent_start_up_imports_only_stdlib_and_protocol() -> None:
