@@ -273,10 +273,9 @@ class Engine:
             error = one_line_error(exc)
             if error is not None:
                 raise error from None
-            if self.debug:
-                for chunk in traceback.format_exception(exc):
-                    for line in chunk.rstrip("\n").splitlines():
-                        self.console.debug(line)
+            for chunk in traceback.format_exception(exc):  # shown with -d
+                for line in chunk.rstrip("\n").splitlines():
+                    self.console.debug(line)
             first = next(_leaves(exc))
             raise PyairError(f"{failure}: {_describe(first)}") from exc
 
