@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from supervisor.childside import CONTROL_ENV
+
 from .common import REPO, Series, Supervised, bench_env, fetch, pyair_argv, watchfiles_cli
 
 TARGET_MEDIAN_MS = 25.0
@@ -267,7 +269,7 @@ def render_rate(rounds: int, renders: int = 5000) -> tuple[Series, Series]:
     envs = {
         plain.name: bench_env(0) | {"PYTHONPATH": ""},
         hooked.name: bench_env(0)
-        | {"PYTHONPATH": bootstrap, "PYAIR_CONTROL": str(base / "nobody.sock")},
+        | {"PYTHONPATH": bootstrap, CONTROL_ENV: str(base / "nobody.sock")},
     }
     try:
         for i in range(rounds):

@@ -1,7 +1,7 @@
-"""Control-socket framing and message types (stdlib only: the agent imports this inside user apps).
+"""Control-socket message types on pyair's frames (stdlib only: the agent imports this in apps).
 
-A frame is a 4-byte big-endian payload length followed by that many bytes of UTF-8 JSON holding
-one object with a ``"type"`` key::
+A frame (:mod:`supervisor.childside`) is a 4-byte big-endian payload length followed by that many
+bytes of UTF-8 JSON; on the control socket it holds one object with a ``"type"`` key::
 
     data = encode(swap(7, ["/app/templates/page.html"]))  # b"\\x00\\x00\\x00\\x3e{...}"
     decoder = FrameDecoder()
@@ -34,7 +34,15 @@ later use of the decoder raises again.
 
 from __future__ import annotations
 
-import json
+from .childside import (
+    HEADER_SIZE,
+    MAX_FRAME,
+    FrameReader,
+    FrameTooLarge,
+    decode_frame,
+    encode_frame,
+)
+from .childside import FrameError as ProtocolError  # a bad frame and a bad message: drop both
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,8 +52,6 @@ if TYPE_CHECKING:
     Message: TypeAlias = dict[str, Any]
 
 PROTOCOL_VERSION = 1
-MAX_FRAME = 1 << 20  # 1 MiB
-HEADER_SIZE = 4
 
 __all__ = [
     "HEADER_SIZE",
@@ -64,20 +70,6 @@ __all__ = [
     "swap",
     "validate",
 ]
-
-
-class ProtocolError(ValueError):
-    """A frame that is not a valid message: log it and drop it."""
-
-
-class FrameTooLarge(ProtocolError):
-    """A header announced a frame over the limit: the stream can't be trusted any more, close it."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"frame of {size} bytes exceeds the {limit}-byte limit")
-        self.size = size
-        self.limit = limit
-
 
 # --- message constructors -------------------------------------------------------------------
 
@@ -191,63 +183,26 @@ def validate(msg: object) -> Message:
 
 def encode(msg: Message, max_frame: int = MAX_FRAME) -> bytes:
     """One frame: length header + compact JSON. Raises ``ProtocolError`` if it would be too big."""
-    payload = json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    if len(payload) > max_frame:
-        raise FrameTooLarge(len(payload), max_frame)
-    return len(payload).to_bytes(HEADER_SIZE, "big") + payload
+    return encode_frame(msg, max_frame)
 
 
 def decode_payload(payload: bytes) -> Message:
     """One frame's payload → a validated message, or ``ProtocolError``."""
-    try:
-        value = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(f"malformed frame: {exc}") from None
-    except RecursionError:
-        raise ProtocolError("malformed frame: nested too deeply") from None
-    return validate(value)
+    return validate(decode_frame(payload))
 
 
-class FrameDecoder:
-    """Sans-IO frame reader for both sides: ``feed(bytes)``, then iterate complete messages.
+class FrameDecoder(FrameReader):
+    """Sans-IO message reader for both sides: ``feed(bytes)``, then iterate complete messages.
 
     Holds at most one header plus ``max_frame`` bytes of payload plus one unread chunk.
     """
 
-    __slots__ = ("_broken", "_buf", "max_frame")
-
-    def __init__(self, max_frame: int = MAX_FRAME) -> None:
-        self.max_frame = max_frame
-        self._buf = bytearray()
-        self._broken: FrameTooLarge | None = None
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held waiting for the rest of a frame."""
-        return len(self._buf)
-
-    def feed(self, data: bytes) -> None:
-        if self._broken is None:
-            self._buf += data
+    __slots__ = ()
 
     def next_message(self) -> Message | None:
         """The next complete message, ``None`` if more bytes are needed, or ``ProtocolError``."""
-        if self._broken is not None:
-            raise self._broken
-        buf = self._buf
-        if len(buf) < HEADER_SIZE:
-            return None
-        size = int.from_bytes(buf[:HEADER_SIZE], "big")
-        if size > self.max_frame:
-            self._broken = FrameTooLarge(size, self.max_frame)
-            self._buf = bytearray()
-            raise self._broken
-        end = HEADER_SIZE + size
-        if len(buf) < end:
-            return None
-        payload = bytes(buf[HEADER_SIZE:end])
-        del buf[:end]
-        return decode_payload(payload)
+        payload = self.next_payload()
+        return None if payload is None else decode_payload(payload)
 
     def __iter__(self) -> Iterator[Message]:
         while (msg := self.next_message()) is not None:

@@ -172,9 +172,11 @@ class LocalRuntime:
         token = f"{self.token}/app-{generation}"
         app: AppProcess | None = None
         if self.preloader is not None:
-            app = await self.preloader.start(
+            leader = await self.preloader.start(
                 command, cwd=self.config.root, env=app_env, token=token
             )
+            if leader is not None:
+                app = AppProcess(leader, command, token)
         warm = None if self.preloader is None else app is not None
         if app is None:
             try:

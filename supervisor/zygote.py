@@ -2,9 +2,11 @@
 
     preloader = Preloader.create(config, console, session=token, command=cmd, env=make_env)
     await tg.start(preloader.run)                   # builds, watches and finally kills zygotes
-    app = await preloader.start(cmd, cwd=root, env=env, token=f"{token}/app-4")
-    if app is None:                                 # no warm zygote (the reason is in -d)
-        app = await AppProcess.start(cmd, cwd=root, env=env, token=...)
+    leader = await preloader.start(cmd, cwd=root, env=env, token=app_token)
+    if leader is not None:                          # forked by the warm zygote
+        app = AppProcess(leader, cmd, app_token)
+    else:                                           # no warm zygote (the reason is in -d)
+        app = await AppProcess.start(cmd, cwd=root, env=env, token=app_token)
 
 When the app command is a Python invocation (``python app.py``, ``python -m pkg``, a console
 script such as ``uvicorn`` whose shebang names a Python, ``python manage.py runserver``), pyair
@@ -31,14 +33,16 @@ Process tree: the zygote carries ``PYAIR_TREE=<session>/zygote-N/____`` (padded)
 kills it with pyair, and it also asks the kernel for SIGKILL when pyair dies (PDEATHSIG). A
 child rewrites that value in its ``/proc`` environment to ``<session>/app-N/warm``, so the tree
 sweep and the guardian find it as they find a cold app; its exit status comes over the zygote's
-socket (:class:`WarmLeader`), and :class:`~supervisor.process.AppProcess` stops it as usual.
+socket (:class:`WarmLeader`), and the ``AppProcess`` the runtime wraps around it stops it as usual.
+
+pyair and the zygote speak in frames (:mod:`supervisor.childside`): :class:`ZygoteProcess` is
+pyair's end of one zygote, :class:`~supervisor.zygote_main.ForkServer` the zygote's own loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import os
 import re
 import shutil
@@ -53,15 +57,13 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from . import zygote_main
+from . import childside
+from .childside import CONTROL_ENV, PRELOAD_ENV, TREE_ENV, ZYGOTE_MAX_FRAME
 from .config import AppCommand, Config
 from .console import Console
-from .process import TREE_ENV, AppProcess, start_ticks
 
-CONTROL_ENV = "PYAIR_CONTROL"
-PRELOAD_ENV = "PYAIR_PRELOAD"
-ZYGOTE_MAIN = str(Path(zygote_main.__file__).resolve())
-AGENT_DIR = str(Path(zygote_main.__file__).resolve().parent)  # pyair's own modules
+PYAIR_DIR = str(Path(__file__).resolve().parent)  # pyair's own modules: never preloaded
+ZYGOTE_MAIN = os.path.join(PYAIR_DIR, "zygote_main.py")  # the zygote's program, run by path
 BUILD_TIMEOUT_S = 60.0  # a preload that takes longer is given up (notice)
 FORK_TIMEOUT_S = 5.0
 WATCH_S = 1.0  # how often the zygote's files are checked while it waits
@@ -211,7 +213,7 @@ def parse_invocation(command: AppCommand, env: Mapping[str, str]) -> Invocation 
 # --------------------------------------------------------------------------- the modules
 
 
-def select_modules(msg: Mapping[str, Any], root: Path, *, agent_dir: str = AGENT_DIR) -> list[str]:
+def select_modules(msg: Mapping[str, Any], root: Path, *, pyair_dir: str = PYAIR_DIR) -> list[str]:
     """From an agent's ``modules`` report: the names to preload, in import order.
 
     The standard library and installed libraries stay; the project's own modules (under
@@ -219,16 +221,16 @@ def select_modules(msg: Mapping[str, Any], root: Path, *, agent_dir: str = AGENT
     that act on import do not.
     """
     real_root = os.path.realpath(root)
-    prefixes = zygote_main.real_prefixes(real_root, msg.get("prefixes", ()))
-    agent = os.path.realpath(agent_dir)
+    prefixes = childside.real_prefixes(real_root, msg.get("prefixes", ()))
+    pyair = os.path.realpath(pyair_dir)
     chosen: list[str] = []
     for name, where in zip(msg["names"], msg["files"], strict=False):
-        if zygote_main.skipped_name(name):
+        if childside.skipped_name(name):
             continue
         if where:
-            if zygote_main._under(os.path.realpath(where), agent):
+            if childside.is_under(os.path.realpath(where), pyair):
                 continue
-            if zygote_main.is_project_file(where, real_root, prefixes):
+            if childside.is_project_file(where, real_root, prefixes):
                 continue
         chosen.append(name)
     return chosen
@@ -268,16 +270,16 @@ def _env_key(env: Mapping[str, str]) -> dict[str, str]:
 
 
 class WarmLeader:
-    """A warm app's leader for :class:`~supervisor.process.AppProcess`: the zygote's child.
+    """A warm app's leader (what the runtime's ``AppProcess`` leads): the zygote's child.
 
     Its exit status comes over the zygote's socket; if the zygote dies first, it is polled.
     """
 
-    def __init__(self, pid: int, zygote: Zygote) -> None:
+    def __init__(self, pid: int, zygote: ZygoteProcess) -> None:
         self.pid = pid
         self.zygote = zygote
         self.returncode: int | None = None
-        self.start_ticks = start_ticks(pid)
+        self.start_ticks = childside.start_ticks(pid)
         self._exited = anyio.Event()
 
     def set_exited(self, code: int) -> None:
@@ -292,15 +294,7 @@ class WarmLeader:
 
     def gone(self) -> bool:
         """Whether the process is gone (or its pid is someone else's now)."""
-        ticks = start_ticks(self.pid)
-        if ticks is None or ticks != self.start_ticks:
-            return True
-        try:
-            with open(f"/proc/{self.pid}/stat", "rb") as stat:
-                data = stat.read()
-        except OSError:
-            return True
-        return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] in (b"Z", b"X")
+        return childside.is_gone(self.pid, self.start_ticks)
 
     async def poll_exit(self) -> None:
         """For a warm app whose zygote died: wait for it to vanish (status unknown: 1)."""
@@ -309,8 +303,8 @@ class WarmLeader:
         self.set_exited(1)
 
 
-class Zygote:
-    """pyair's side of one zygote process: its socket, state and children."""
+class ZygoteProcess:
+    """pyair's end of one zygote process: its socket, state and children."""
 
     def __init__(
         self,
@@ -339,14 +333,14 @@ class Zygote:
         self._send_lock = anyio.Lock()
 
     async def send(self, msg: Mapping[str, Any]) -> None:
-        data = json.dumps(msg, separators=(",", ":")).encode() + b"\n"
+        data = childside.encode_frame(msg, ZYGOTE_MAX_FRAME)
         async with self._send_lock:
             await self.stream.send(data)
 
     async def read_loop(self) -> None:
         """Read the zygote's messages until it exits; then reap it, and poll the exits of the
         children it could not report (it died before them)."""
-        buf = b""
+        reader = childside.FrameReader(ZYGOTE_MAX_FRAME)
         try:
             while True:
                 try:
@@ -355,15 +349,13 @@ class Zygote:
                     break
                 except OSError:
                     break
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        try:
-                            self._handle(json.loads(line))
-                        except (ValueError, KeyError, TypeError) as exc:
-                            self.reason = f"bad message from the zygote: {exc!r}"
-                            return  # the finally marks it dead; kill() follows
+                reader.feed(chunk)
+                try:
+                    for msg in reader:
+                        self._handle(msg)
+                except (ValueError, KeyError, TypeError) as exc:  # FrameError is a ValueError
+                    self.reason = f"bad message from the zygote: {exc!r}"
+                    return  # the finally marks it dead; kill() follows
         finally:
             if self.state == "starting":
                 self.state, self.reason = "dead", "it exited before it was ready"
@@ -481,12 +473,12 @@ class Preloader:
         self.auto = setting == "auto"
         self._wanted: dict[str, None] = dict.fromkeys(() if self.auto else setting)
         self._known: set[str] = set(self._wanted)  # wanted, or loaded by a zygote anyway
-        self.current: Zygote | None = None
-        self.zygotes: list[Zygote] = []
+        self.current: ZygoteProcess | None = None
+        self.zygotes: list[ZygoteProcess] = []
         self._number = 0
         self._build_wanted = anyio.Event()
         self._building = False
-        self._unsafe: Zygote | None = None  # the last unsafe one: its files are watched
+        self._unsafe: ZygoteProcess | None = None  # the last unsafe one: its files are watched
         self._said: set[str] = set()
         self._failed_starts = 0
         self._tg: anyio.abc.TaskGroup | None = None
@@ -625,7 +617,7 @@ class Preloader:
         finally:
             theirs.close()
         stream = await anyio.abc.UNIXSocketStream.from_socket(ours)
-        zygote = Zygote(number, process, stream, modules, env)
+        zygote = ZygoteProcess(number, process, stream, modules, env)
         self.zygotes.append(zygote)
         assert self._tg is not None
         self._tg.start_soon(zygote.read_loop)
@@ -663,7 +655,7 @@ class Preloader:
             f"preload: the zygote (pid {zygote.pid}) failed: {why}; restarts stay cold", warn=True
         )
 
-    async def _promote(self, zygote: Zygote, ms: float) -> None:
+    async def _promote(self, zygote: ZygoteProcess, ms: float) -> None:
         info = zygote.info
         self._known.update(info.get("loaded") or ())  # its own imports are no news either
         failed = info.get("failed") or []
@@ -722,8 +714,9 @@ class Preloader:
 
     async def start(
         self, command: AppCommand, *, cwd: Path, env: Mapping[str, str], token: str
-    ) -> AppProcess | None:
-        """The app forked from the warm zygote, or None (then start it cold; -d says why)."""
+    ) -> WarmLeader | None:
+        """The app's leader forked from the warm zygote, or None (then start it cold; -d says
+        why). The caller makes it an ``AppProcess`` with ``token``, as for a cold start."""
         try:
             return await self._start(command, cwd=cwd, env=env, token=token)
         except Exception as exc:  # never keep the app from starting
@@ -732,7 +725,7 @@ class Preloader:
 
     async def _start(
         self, command: AppCommand, *, cwd: Path, env: Mapping[str, str], token: str
-    ) -> AppProcess | None:
+    ) -> WarmLeader | None:
         started = time.perf_counter()
         zygote = self.current
         reason = await self._unfit(zygote, command, env)
@@ -759,10 +752,10 @@ class Preloader:
             f"preload: warm start: pid {leader.pid} forked by zygote {zygote.number} "
             f"(pid {zygote.pid}) in {(time.perf_counter() - started) * 1000:.1f} ms"
         )
-        return AppProcess(leader, command, token)
+        return leader
 
     async def _unfit(
-        self, zygote: Zygote | None, command: AppCommand, env: Mapping[str, str]
+        self, zygote: ZygoteProcess | None, command: AppCommand, env: Mapping[str, str]
     ) -> str | None:
         """Why ``zygote`` must not fork this app (None: it may)."""
         if zygote is None or zygote.state != "ready" or zygote.retired:

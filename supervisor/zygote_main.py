@@ -4,7 +4,7 @@ pyair runs it as ``<the app's python> [the app's interpreter options] zygote_mai
 with the app's environment (minus ``PYAIR_CONTROL``), stdio inherited, in its own session. It
 runs inside the app's interpreter, so it uses the standard library only and Python 3.8 syntax.
 
-Over the socket ``FD`` (newline-delimited JSON)::
+Over the socket ``FD`` (pyair's frames: :mod:`supervisor.childside`, loaded by path)::
 
     pyair -> zygote  {"op": "preload", "modules": [...], "argv": [...], "root": "/proj"}
     zygote -> pyair  {"ev": "ready", "pid": 1, "ms": 210.0, "imported": 287, "failed": [...],
@@ -41,125 +41,32 @@ if TYPE_CHECKING:
     from types import FrameType, ModuleType, TracebackType
     from typing import Any
 
+    from . import childside  # at run time: _load_childside()
+
     Message = dict[str, Any]
 
-TREE_ENV = "PYAIR_TREE"
-CONTROL_ENV = "PYAIR_CONTROL"
-READ_SIZE = 65536
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _UNSAFE_FD_KINDS = ("socket:", "pipe:", "anon_inode:")
-_THIRD_PARTY_DIRS = ("site-packages", "dist-packages")
-# Never imported by a preload, whatever the app had: they act on import or are not the app's.
-SKIPPED = frozenset(
-    {"__main__", "__mp_main__", "sitecustomize", "usercustomize", "this", "antigravity"}
-)
-SKIPPED_PREFIXES = ("_pyair_supervisor", "readline", "rlcompleter")
 
 
-# --------------------------------------------------------------------------- shared rules
+def _load_childside() -> ModuleType:
+    """pyair's child-side module, from the file next to this one (this runs as a script in the
+    app's interpreter: pyair's directory must not be on its sys.path)."""
+    from _frozen_importlib import ModuleSpec, module_from_spec
+    from _frozen_importlib_external import SourceFileLoader
+
+    name, path = "_pyair_childside", os.path.join(os.path.dirname(__file__), "childside.py")
+    loader = SourceFileLoader(name, path)
+    spec = ModuleSpec(name, loader, origin=path)
+    spec.has_location = True
+    module = module_from_spec(spec)
+    loader.exec_module(module)
+    sys.modules[name] = module
+    return module
 
 
-def real_prefixes(root: str, prefixes: Iterable[str]) -> list[str]:
-    """The interpreter prefixes that hold libraries, not the project (a project under /usr
-    keeps its files its own even when the interpreter's prefix is /usr)."""
-    found = []
-    for prefix in prefixes:
-        if not prefix:
-            continue
-        real = os.path.realpath(prefix)
-        if not _under(root, real) and real not in found:
-            found.append(real)
-    return found
-
-
-def _under(path: str, directory: str) -> bool:
-    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
-
-
-def is_project_file(path: str, root: str, prefixes: Sequence[str]) -> bool:
-    """Whether ``path`` is the user's own code: under ``root`` (a real path), and not in a
-    site-packages directory or an interpreter prefix (a ``.venv`` inside the project)."""
-    real = os.path.realpath(path)
-    if not _under(real, root):
-        return False
-    if any(part in _THIRD_PARTY_DIRS for part in real[len(root) :].split(os.sep)):
-        return False
-    return not any(_under(real, prefix) for prefix in prefixes)
-
-
-def skipped_name(name: str) -> bool:
-    return (
-        name in SKIPPED
-        or name.endswith(".__main__")
-        or any(name == p or name.startswith(p + ".") for p in SKIPPED_PREFIXES)
-    )
-
-
-def module_location(module: object) -> str:
-    """A module's file, or its first package directory (namespace packages), or ''."""
-    file = getattr(module, "__file__", None)
-    if isinstance(file, str):
-        return file
-    try:
-        for entry in getattr(module, "__path__", None) or ():
-            if isinstance(entry, str):
-                return entry
-    except Exception:  # a broken __path__ object
-        pass
-    return ""
-
-
-# --------------------------------------------------------------------------- the channel
-
-
-class Channel:
-    """Newline-delimited JSON over a blocking socket descriptor."""
-
-    def __init__(self, fd: int) -> None:
-        import json
-
-        self.fd = fd
-        self._json = json
-        self._buf = b""
-        self.closed = False
-
-    def send(self, msg: Message) -> None:
-        data = self._json.dumps(msg, separators=(",", ":")).encode() + b"\n"
-        while data:
-            try:
-                sent = os.write(self.fd, data)
-            except OSError:  # pyair is gone; the read side notices
-                return
-            data = data[sent:]
-
-    def feed(self) -> list[Message]:
-        """Read what is there (one read); the complete messages. EOF sets ``closed``."""
-        try:
-            chunk = os.read(self.fd, READ_SIZE)
-        except OSError:
-            chunk = b""
-        if not chunk:
-            self.closed = True
-            return []
-        self._buf += chunk
-        *lines, self._buf = self._buf.split(b"\n")
-        return [self._json.loads(line) for line in lines if line.strip()]
-
-    def receive(self) -> Message:
-        while True:
-            if b"\n" in self._buf:
-                line, self._buf = self._buf.split(b"\n", 1)
-                if line.strip():
-                    msg: Message = self._json.loads(line)
-                    return msg
-                continue
-            try:
-                chunk = os.read(self.fd, READ_SIZE)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                raise SystemExit(0)  # pyair went away before saying anything
-            self._buf += chunk
+if not TYPE_CHECKING:
+    childside = _load_childside()
 
 
 # --------------------------------------------------------------------------- preloading
@@ -176,20 +83,12 @@ class _ProjectGuard:
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        for finder in sys.meta_path:
-            if finder is self:
-                continue
-            find = getattr(finder, "find_spec", None)
-            if find is None:
-                continue
-            spec: ModuleSpec | None = find(fullname, path, target)
-            if spec is not None:
-                break
-        else:
+        spec = childside.find_spec_past(self, fullname, path, target)
+        if spec is None:
             return None
         places = [spec.origin] if spec.has_location and spec.origin else []
         places += list(spec.submodule_search_locations or ())
-        if any(is_project_file(p, self.root, self.prefixes) for p in places):
+        if any(childside.is_project_file(p, self.root, self.prefixes) for p in places):
             self.refused.append(fullname)
             raise ImportError(f"{fullname} is the project's own module: not preloaded")
         return spec
@@ -248,7 +147,7 @@ def preload(names: Iterable[str], guard: _ProjectGuard) -> tuple[int, list[list[
     restore = _quiet_fds()
     try:
         for name in names:
-            if name in sys.modules or skipped_name(name):
+            if name in sys.modules or childside.skipped_name(name):
                 continue
             try:
                 __import__(name)
@@ -299,8 +198,8 @@ def unsafe_state(own_fds: Iterable[int], root: str, prefixes: Sequence[str]) -> 
         if target.startswith(_UNSAFE_FD_KINDS):
             return f"a preloaded module left fd {fd} open ({target})"
     for name, module in list(sys.modules.items()):
-        where = module_location(module)
-        if where and is_project_file(where, root, prefixes):
+        where = childside.module_location(module)
+        if where and childside.is_project_file(where, root, prefixes):
             return f"the project's module {name} was imported"
     return None
 
@@ -314,7 +213,7 @@ def watched_files(root: str, prefixes: Sequence[str]) -> dict[str, list[int]]:
         if isinstance(where, str):
             paths.append(where)
     for entry in sys.path:
-        if entry and os.path.isdir(entry) and not is_project_file(entry, root, prefixes):
+        if entry and os.path.isdir(entry) and not childside.is_project_file(entry, root, prefixes):
             paths.append(entry)
     paths.append(sys.executable)
     paths.append(os.path.join(sys.prefix, "pyvenv.cfg"))
@@ -359,10 +258,10 @@ def _exit_code(status: int) -> int:
     return os.WEXITSTATUS(status)  # pragma: no cover
 
 
-class Zygote:
-    """The fork loop. ``serve()`` returns only in a forked child, with what it must run."""
+class ForkServer:
+    """The zygote's fork loop. ``serve()`` returns only in a forked child, with what it runs."""
 
-    def __init__(self, channel: Channel, preload_msg: Message) -> None:
+    def __init__(self, channel: childside.FrameChannel, preload_msg: Message) -> None:
         import select
         import signal
 
@@ -370,8 +269,10 @@ class Zygote:
         self.select = select
         self.signal = signal
         self.root = os.path.realpath(preload_msg.get("root") or os.getcwd())
-        self.prefixes = real_prefixes(self.root, (sys.prefix, sys.base_prefix, sys.exec_prefix))
-        self.tree_value = os.environ.get(TREE_ENV, "")
+        self.prefixes = childside.real_prefixes(
+            self.root, (sys.prefix, sys.base_prefix, sys.exec_prefix)
+        )
+        self.tree_value = os.environ.get(childside.TREE_ENV, "")
         self.children: set[int] = set()
         self.retired = False
         self.wake_r = -1
@@ -452,7 +353,7 @@ class Zygote:
                 self._reap()
             if fd not in readable:
                 continue
-            for msg in self.channel.feed():
+            for msg in self.channel.read():
                 op = msg.get("op")
                 if op == "fork":
                     child = self._fork(msg)
@@ -546,7 +447,7 @@ class Zygote:
         except ImportError:  # pragma: no cover - other interpreters
             pass
         _reseed()
-        if env.get(CONTROL_ENV) and self._agent_wanted(env):
+        if env.get(childside.CONTROL_ENV) and self._agent_wanted(env):
             _start_agent(self.bootstrap)
 
     def _agent_wanted(self, env: dict[str, str]) -> bool:
@@ -575,12 +476,6 @@ def _reseed() -> None:
             pass
 
 
-def _stat_fields() -> list[bytes]:
-    with open("/proc/self/stat", "rb") as f:
-        stat = f.read()
-    return stat[stat.rfind(b")") + 2 :].split()
-
-
 def mark_tree(old_value: str, token: str) -> bool:
     """Rewrite ``PYAIR_TREE`` in this process's original environment block in place.
 
@@ -595,16 +490,17 @@ def mark_tree(old_value: str, token: str) -> bool:
     try:
         import ctypes
 
-        fields = _stat_fields()
+        fields = childside.stat_fields()
         start, end = int(fields[47]), int(fields[48])  # env_start, env_end (Linux 3.5+)
         if not start or end <= start:
             return False
         block = ctypes.string_at(start, end - start)
-        needle = f"{TREE_ENV}={old_value}\0".encode()
+        name = childside.TREE_ENV
+        needle = f"{name}={old_value}\0".encode()
         at = 0 if block.startswith(needle) else block.find(b"\0" + needle) + 1
         if at <= 0 and not block.startswith(needle):
             return False
-        value_at = start + at + len(TREE_ENV) + 1
+        value_at = start + at + len(name) + 1
         ctypes.memmove(value_at, new.encode(), len(new))
         return True
     except (OSError, ValueError, IndexError, ImportError):
@@ -619,7 +515,7 @@ def set_cmdline(argv: Sequence[str]) -> bool:
     try:
         import ctypes
 
-        fields = _stat_fields()
+        fields = childside.stat_fields()
         start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (Linux 3.5+)
         new = "\0".join(argv).encode(errors="replace") + b"\0"
         if not start or len(new) > end - start:
@@ -635,17 +531,9 @@ def _start_agent(bootstrap: str) -> None:
     when site ran): load pyair's agent and arm it. The agent catches up on template engines
     that are already imported."""
     try:
-        from _frozen_importlib import ModuleSpec, module_from_spec
-        from _frozen_importlib_external import SourceFileLoader
-
         path = os.path.join(bootstrap, "sitecustomize.py")
-        name = "_pyair_bootstrap"
-        spec = ModuleSpec(name, SourceFileLoader(name, path), origin=path)
-        spec.has_location = True
-        module = module_from_spec(spec)
-        assert spec.loader is not None
-        spec.loader.exec_module(module)
-        module._start_agent(bootstrap)
+        module = childside.load_source("_pyair_bootstrap", path)
+        module._start_agent(bootstrap, childside)
     except Exception as exc:
         sys.stderr.write(f"pyair agent: disabled ({type(exc).__name__}: {exc})\n")
 
@@ -702,15 +590,17 @@ def main(argv: Sequence[str]) -> None:
     fd, parent = int(argv[1]), int(argv[2])
     os.set_inheritable(fd, False)
     _die_with_parent(parent)
-    channel = Channel(fd)
+    channel = childside.FrameChannel(fd, childside.ZYGOTE_MAX_FRAME)
     msg = channel.receive()
-    zygote = Zygote(channel, msg)
-    if not zygote.start(msg):
+    if msg is None:  # pyair went away before saying anything
         return
-    child = zygote.serve()
+    server = ForkServer(channel, msg)
+    if not server.start(msg):
+        return
+    child = server.serve()
     if child is None:
         return
-    del zygote, channel, msg
+    del server, channel, msg
     run_app(child)
 
 

@@ -452,7 +452,14 @@ def test_bootstrap_imports_nothing_until_an_engine_shows_up() -> None:
         check=True,
     )
     added = set(armed.stdout.split()) - set(plain.stdout.split())
-    assert added == {"sitecustomize", "supervisor", "supervisor.agent"}
+    # childside: loaded by path for the variable's name, then the agent's copy too
+    assert added == {
+        "sitecustomize",
+        "_pyair_childside",
+        "supervisor",
+        "supervisor.childside",
+        "supervisor.agent",
+    }
     assert armed.stderr == ""
 
 

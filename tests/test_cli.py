@@ -104,7 +104,7 @@ def test_agent_start_up_imports_only_stdlib_and_protocol() -> None:
     agent = REPO / "supervisor" / "agent"
     if not agent.exists():
         pytest.skip("no agent package")
-    allowed_local = {"protocol", "agent", "supervisor", "bootstrap"}
+    allowed_local = {"protocol", "childside", "agent", "supervisor", "bootstrap"}
     start_up = [agent / "__init__.py", *(agent / "bootstrap").glob("*.py")]
     for path in start_up:
         top_level = [

@@ -139,5 +139,5 @@ def test_protocol_imports_only_the_stdlib_and_stays_cheap() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     third_party = [m for m in out if m.split(".")[0] not in sys.stdlib_module_names]
-    assert third_party == ["supervisor", "supervisor.protocol"]
+    assert third_party == ["supervisor", "supervisor.childside", "supervisor.protocol"]
     assert "typing" not in out

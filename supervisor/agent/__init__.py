@@ -54,6 +54,9 @@ built-in swaps (callbacks earlier in the list have already swapped theirs). When
 import os
 import sys
 
+from ..childside import AGENT_DEBUG_ENV, PRELOAD_ENV, find_spec_past
+from ..childside import CONTROL_ENV as ENV_VAR
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -64,10 +67,6 @@ if TYPE_CHECKING:
     SwapCallback = Callable[[list[str]], Iterable[str] | None]
 
 __all__ = ["ENV_VAR", "TemplateFailure", "bootstrap_dir", "engines", "register", "unregister"]
-
-ENV_VAR = "PYAIR_CONTROL"
-DEBUG_ENV_VAR = "PYAIR_AGENT_DEBUG"
-PRELOAD_ENV_VAR = "PYAIR_PRELOAD"  # "auto": report the imported modules (see _preload)
 
 
 class TemplateFailure(Exception):
@@ -115,7 +114,7 @@ def unregister(callback: "SwapCallback") -> None:
 
 
 def debug(message: str) -> None:
-    if os.environ.get(DEBUG_ENV_VAR):
+    if os.environ.get(AGENT_DEBUG_ENV):
         warn(message)
 
 
@@ -206,16 +205,8 @@ class _ImportWatcher:
     ) -> "ModuleSpec | None":
         if fullname not in _HOOKS:
             return None
-        for finder in sys.meta_path:
-            if finder is self:
-                continue
-            find = getattr(finder, "find_spec", None)
-            if find is None:
-                continue
-            spec: ModuleSpec | None = find(fullname, path, target)
-            if spec is not None:
-                break
-        else:
+        spec = find_spec_past(self, fullname, path, target)
+        if spec is None:
             return None
         if spec.loader is not None and hasattr(spec.loader, "exec_module"):
             spec.loader = _HookedLoader(spec.loader, fullname)  # type: ignore[assignment]
@@ -250,7 +241,7 @@ def start(control_path: str | None = None) -> bool:
     install_hooks()
     if _engines:  # something registered before start
         _engine_found(_engines[0])
-    if os.environ.get(PRELOAD_ENV_VAR) == "auto":
+    if os.environ.get(PRELOAD_ENV) == "auto":  # report the imported modules (see _preload)
         try:
             from . import _preload
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
+from ..childside import module_location
 from . import debug
 
 REPORT_AT_S = (1.0, 3.0, 10.0, 30.0)  # after start; a report only when sys.modules grew
@@ -50,18 +51,8 @@ def snapshot() -> tuple[list[str], list[str]]:
     names: list[str] = []
     files: list[str] = []
     for name, module in list(sys.modules.items()):
-        where = getattr(module, "__file__", None)
-        if not isinstance(where, str):
-            where = ""
-            try:
-                for entry in getattr(module, "__path__", None) or ():
-                    if isinstance(entry, str):
-                        where = entry
-                        break
-            except Exception:
-                pass
         names.append(name)
-        files.append(where)
+        files.append(module_location(module))
     return names, files
 
 

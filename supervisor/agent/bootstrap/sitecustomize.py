@@ -2,6 +2,7 @@
 
 1. When ``PYAIR_CONTROL`` is set, load pyair's ``supervisor`` package from the directory this
    file lives in (without putting pyair's site-packages on the app's sys.path) and arm the agent.
+   The variable's name comes from ``supervisor/childside.py``, loaded by path for it.
 2. Take this directory off ``sys.path`` again.
 3. Run the app's own ``sitecustomize`` (the next one on ``sys.path``), as the real
    ``sitecustomize`` module, exactly as Python would have without pyair.
@@ -25,39 +26,45 @@ except ImportError:  # pragma: no cover - other interpreters
     from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader
     from importlib.util import module_from_spec
 
+CHILDSIDE = "_pyair_childside"  # pyair's child-side module, loaded from its file by this name
 
-def _load_package(name: str, init: str, pkg_dir: str) -> "ModuleType":
-    spec = ModuleSpec(name, SourceFileLoader(name, init), origin=init, is_package=True)
-    spec.submodule_search_locations = [pkg_dir]
+
+def load_childside(pkg_dir: str) -> "ModuleType":
+    """``supervisor/childside.py`` (the environment names and ``load_source``), by path."""
+    path = os.path.join(pkg_dir, "childside.py")
+    loader = SourceFileLoader(CHILDSIDE, path)
+    spec = ModuleSpec(CHILDSIDE, loader, origin=path)
     spec.has_location = True
     module = module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        assert spec.loader is not None
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
+    loader.exec_module(module)
+    sys.modules[CHILDSIDE] = module
     return module
 
 
-def _start_agent(here: str) -> None:
+def _start_agent(here: str, childside: "ModuleType") -> None:
     pkg_dir = os.path.dirname(os.path.dirname(here))  # .../supervisor
     init = os.path.join(pkg_dir, "__init__.py")
     name = "supervisor"
-    existing = sys.modules.get(name)
-    origin = getattr(existing, "__file__", None)
-    if existing is None:
+    if name in sys.modules:
+        origin = getattr(sys.modules[name], "__file__", None)
+    else:
         spec = PathFinder.find_spec(name)
-        origin = spec.origin if spec is not None else None
-        if spec is None:
-            _load_package(name, init, pkg_dir)
-    if origin is not None and not _same_file(origin, init):
+        origin = init if spec is None else spec.origin
+        if origin is not None and _same_file(origin, init):  # ours: load it once, from here
+            childside.load_source(name, init, pkg_dir)
+    if origin is None or not _same_file(origin, init):
         name = "_pyair_supervisor"  # "supervisor" is someone else's (supervisord, another pyair)
         if name not in sys.modules:
-            _load_package(name, init, pkg_dir)
-    __import__(name + ".agent")
-    sys.modules[name + ".agent"].start()
+            childside.load_source(name, init, pkg_dir)
+    if name + ".childside" not in sys.modules:  # one copy of it in the app: this one
+        sys.modules[name + ".childside"] = vars(sys.modules[name])["childside"] = childside
+    agent = sys.modules.get(name + ".agent")
+    if agent is None:  # straight from its file: the import system need not search for it
+        agent_dir = os.path.dirname(here)
+        agent = childside.load_source(
+            name + ".agent", os.path.join(agent_dir, "__init__.py"), agent_dir
+        )
+    agent.start()
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -82,11 +89,12 @@ def _chain_user_sitecustomize() -> None:
 
 def _boot() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
-    if os.environ.get("PYAIR_CONTROL"):
-        try:
-            _start_agent(here)
-        except Exception as exc:
-            sys.stderr.write(f"pyair agent: disabled ({type(exc).__name__}: {exc})\n")
+    try:
+        childside = load_childside(os.path.dirname(os.path.dirname(here)))
+        if os.environ.get(childside.CONTROL_ENV):
+            _start_agent(here, childside)
+    except Exception as exc:
+        sys.stderr.write(f"pyair agent: disabled ({type(exc).__name__}: {exc})\n")
     sys.path[:] = [entry for entry in sys.path if not _same_dir(entry, here)]
     _chain_user_sitecustomize()
 

@@ -1,0 +1,376 @@
+"""What pyair's programs outside its own process share: names, ``/proc``, modules, one framing.
+
+Three programs run outside pyair's process, and pyair talks to each of them:
+
+- the agent (``agent/``), inside the app, on the control socket;
+- the zygote (``zygote_main.py``), in the app's interpreter, on a socket pair;
+- the guardian (``guardian_main.py``), in pyair's interpreter with ``-I -S``, on a pipe.
+
+They share the environment variables pyair sets, ``/proc`` readers, where a module lives, the
+import-system helper and one wire format::
+
+    frame = encode_frame({"op": "bye"})    # 4-byte big-endian length + compact UTF-8 JSON
+    reader = FrameReader()
+    reader.feed(chunk)                      # bytes from a socket or a pipe
+    for value in reader: ...                # complete frames only; a partial one waits
+    channel = FrameChannel(fd)              # the same over a blocking descriptor
+
+:mod:`supervisor.protocol` builds the control socket's messages on these frames.
+
+It runs inside the user's interpreter, so: the standard library only, Python 3.8 syntax, and
+nothing imported at the top but ``os`` and ``sys`` (``json`` on first use; not even
+``__future__``). pyair and the agent import it as ``supervisor.childside``; the zygote and the
+guardian load it from its file under the private name :data:`PRIVATE_NAME`, never by putting
+pyair's directory on ``sys.path`` (it would shadow the app's own modules, such as ``config``).
+"""
+
+import os
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
+    from typing import Any
+
+PRIVATE_NAME = "_pyair_childside"  # its name when a program loads it by path
+
+# --------------------------------------------------------------------------- environment
+
+CONTROL_ENV = "PYAIR_CONTROL"  # the control socket's path: the agent connects to it
+TREE_ENV = "PYAIR_TREE"  # the tree token every process pyair starts carries (and inherits)
+PRELOAD_ENV = "PYAIR_PRELOAD"  # "auto": the agent reports the app's modules for the zygote
+AGENT_DEBUG_ENV = "PYAIR_AGENT_DEBUG"  # set: the agent says what it does on stderr
+
+# --------------------------------------------------------------------------- /proc
+
+PROC = "/proc"
+DEAD_STATES = (b"Z", b"X")  # zombie, dead: exited, whatever holds the pid now
+_STAT_STATE, _STAT_START_TIME = 0, 19  # indexes into stat_fields()
+
+
+def read_proc(pid: "int | str", name: str, limit: int = 1 << 20) -> bytes:
+    """``/proc/PID/NAME`` (``pid`` may be ``"self"``), at most ``limit`` bytes; OSError when
+    the process is gone or not ours to read."""
+    fd = os.open(f"{PROC}/{pid}/{name}", os.O_RDONLY)
+    try:
+        if limit <= 4096:  # stat, cmdline heads: one read is the whole file
+            return os.read(fd, limit)
+        chunks = []
+        size = 0
+        while size < limit:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def stat_fields(pid: "int | str" = "self", count: int = -1) -> "list[bytes]":
+    """``/proc/PID/stat`` from the state field on: "pid (comm) state ppid pgrp ..." (comm may
+    hold spaces and parentheses). [0] state, [1] ppid, [2] pgrp, [19] start time in clock
+    ticks, [45]/[46] argv's and [47]/[48] the environment's addresses (Linux 3.5+).
+
+    ``count``: split only that many fields off (a scan of every process needs the first few).
+    OSError when the process is gone.
+    """
+    stat = read_proc(pid, "stat", 4096)
+    return stat[stat.rfind(b")") + 2 :].split(b" ", count)
+
+
+def start_ticks(pid: int) -> "int | None":
+    """When ``pid`` started (clock ticks since boot), None when it is gone: with the pid, it
+    names one process even after the pid is reused."""
+    try:
+        return int(stat_fields(pid, _STAT_START_TIME + 1)[_STAT_START_TIME])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def is_gone(pid: int, ticks: "int | None") -> bool:
+    """Whether the process that started at ``ticks`` as ``pid`` has exited (a zombie has), or
+    its pid belongs to another process now."""
+    try:
+        fields = stat_fields(pid, _STAT_START_TIME + 1)
+        return fields[_STAT_STATE] in DEAD_STATES or int(fields[_STAT_START_TIME]) != ticks
+    except (OSError, IndexError, ValueError):
+        return True
+
+
+def token_needles(token: str) -> "tuple[bytes, bytes]":
+    """What a NUL-framed ``/proc/PID/environ`` holds when the process carries ``TREE_ENV``
+    set to ``token``, or to a token nested under it (``<token>/app-3``)."""
+    base = f"\0{TREE_ENV}={token}".encode()
+    return base + b"\0", base + b"/"
+
+
+def carries_token(pid: "int | str", needles: "tuple[bytes, bytes]") -> bool:
+    """Whether ``pid``'s environment, as it was exec'd, carries the token of ``needles``
+    (``os.environ`` changes never show here; a process that is not ours never matches)."""
+    try:
+        environ = b"\0" + read_proc(pid, "environ") + b"\0"
+    except OSError:  # gone, not ours (PermissionError), a kernel thread
+        return False
+    return needles[0] in environ or needles[1] in environ
+
+
+# --------------------------------------------------------------------------- modules
+
+
+def module_location(module: object) -> str:
+    """A module's file, or its first package directory (namespace packages), or ''."""
+    file = getattr(module, "__file__", None)
+    if isinstance(file, str):
+        return file
+    try:
+        for entry in getattr(module, "__path__", None) or ():
+            if isinstance(entry, str):
+                return entry
+    except Exception:  # a broken __path__ object
+        pass
+    return ""
+
+
+def find_spec_past(
+    finder: object, fullname: str, path: "Sequence[str] | None", target: "ModuleType | None"
+) -> "ModuleSpec | None":
+    """For a ``sys.meta_path`` finder that only inspects or wraps imports: the spec the other
+    finders would find for ``fullname`` (the first one that answers), skipping ``finder``."""
+    for other in sys.meta_path:
+        if other is finder:
+            continue
+        find = getattr(other, "find_spec", None)
+        if find is None:
+            continue
+        spec: ModuleSpec | None = find(fullname, path, target)
+        if spec is not None:
+            return spec
+    return None
+
+
+def load_source(name: str, path: str, package_dir: "str | None" = None) -> "ModuleType":
+    """Run a source file as module ``name`` (a package when ``package_dir`` is given), without
+    touching ``sys.path`` or searching it; registered in ``sys.modules`` (and on its parent
+    package, as an import would) while and after it runs."""
+    try:  # CPython's import system, already loaded: no importlib package import
+        from _frozen_importlib import ModuleSpec, module_from_spec
+        from _frozen_importlib_external import SourceFileLoader
+    except ImportError:  # pragma: no cover - other interpreters
+        from importlib.machinery import ModuleSpec, SourceFileLoader
+        from importlib.util import module_from_spec
+
+    loader = SourceFileLoader(name, path)
+    spec = ModuleSpec(name, loader, origin=path, is_package=package_dir is not None)
+    if package_dir is not None:
+        spec.submodule_search_locations = [package_dir]
+    spec.has_location = True
+    module = module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    parent, _, child = name.rpartition(".")
+    if parent in sys.modules:
+        setattr(sys.modules[parent], child, module)
+    return module
+
+
+# --------------------------------------------------------------------------- frames
+
+HEADER_SIZE = 4  # the payload's length, big-endian
+MAX_FRAME = 1 << 20  # the control socket's limit (1 MiB): its peer is only checked, not trusted
+ZYGOTE_MAX_FRAME = 1 << 26  # pyair's own socket pair: a big app's module list and file stats
+
+
+class FrameError(ValueError):
+    """A frame that cannot be used (malformed JSON, or a value its reader refuses): log it
+    and drop it; the stream stays in step."""
+
+
+class FrameTooLarge(FrameError):
+    """A header announced a frame over the limit: the stream can't be trusted any more (it may
+    be garbage), close it."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes exceeds the {limit}-byte limit")
+        self.size = size
+        self.limit = limit
+
+
+def encode_frame(value: object, max_frame: int = MAX_FRAME) -> bytes:
+    """One frame: length header + compact JSON. ``FrameTooLarge`` if it would be too big."""
+    import json
+
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    try:
+        payload = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate (an undecodable file name): escape it
+        payload = json.dumps(value, separators=(",", ":")).encode("ascii")
+    if len(payload) > max_frame:
+        raise FrameTooLarge(len(payload), max_frame)
+    return len(payload).to_bytes(HEADER_SIZE, "big") + payload
+
+
+def decode_frame(payload: bytes) -> "Any":
+    """One frame's payload → its JSON value, or ``FrameError``."""
+    import json
+
+    try:
+        return json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FrameError(f"malformed frame: {exc}") from None
+    except RecursionError:
+        raise FrameError("malformed frame: nested too deeply") from None
+
+
+class FrameReader:
+    """Sans-IO frame reader: ``feed(bytes)``, then take complete frames.
+
+    Holds at most one header plus ``max_frame`` bytes of payload plus one unread chunk. After
+    ``FrameTooLarge`` every later use raises it again.
+    """
+
+    __slots__ = ("_broken", "_buf", "max_frame")
+
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buf = bytearray()
+        self._broken: FrameTooLarge | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a frame."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> None:
+        if self._broken is None:
+            self._buf += data
+
+    def next_payload(self) -> "bytes | None":
+        """The next complete frame's payload, ``None`` if more bytes are needed."""
+        if self._broken is not None:
+            raise self._broken
+        buf = self._buf
+        if len(buf) < HEADER_SIZE:
+            return None
+        size = int.from_bytes(buf[:HEADER_SIZE], "big")
+        if size > self.max_frame:
+            self._broken = FrameTooLarge(size, self.max_frame)
+            self._buf = bytearray()
+            raise self._broken
+        end = HEADER_SIZE + size
+        if len(buf) < end:
+            return None
+        payload = bytes(buf[HEADER_SIZE:end])
+        del buf[:end]
+        return payload
+
+    def __iter__(self) -> "Iterator[Any]":
+        """The complete frames' values (a ``FrameError`` ends the iteration: iterate again)."""
+        while True:
+            payload = self.next_payload()
+            if payload is None:
+                return
+            yield decode_frame(payload)
+
+
+class FrameChannel:
+    """Frames over a blocking descriptor (a socket or one end of a pipe)."""
+
+    def __init__(self, fd: int, max_frame: int = MAX_FRAME, read_size: int = 65536) -> None:
+        self.fd = fd
+        self.max_frame = max_frame
+        self.read_size = read_size
+        self.reader = FrameReader(max_frame)
+        self.closed = False  # the other end is gone (EOF or a read error)
+
+    def send(self, value: object) -> bool:
+        """Write one frame whole; False when the other end is gone (the read side notices)."""
+        data = encode_frame(value, self.max_frame)
+        while data:
+            try:
+                sent = os.write(self.fd, data)
+            except OSError:
+                return False
+            data = data[sent:]
+        return True
+
+    def read(self) -> "list[Any]":
+        """One read: the frames it completed (maybe none). EOF sets ``closed`` first, so a
+        ``FrameError`` from a garbled stream never hides the end."""
+        self._fill()
+        return list(self.reader)
+
+    def receive(self) -> "Any":
+        """Block until one frame is complete; its value (``None`` also at EOF)."""
+        while True:
+            payload = self.reader.next_payload()
+            if payload is not None:
+                return decode_frame(payload)
+            if self.closed:
+                return None
+            self._fill()
+
+    def _fill(self) -> None:
+        try:
+            chunk = os.read(self.fd, self.read_size)
+        except OSError:
+            chunk = b""
+        if chunk:
+            self.reader.feed(chunk)
+        else:
+            self.closed = True
+
+
+# --------------------------------------------------------------------------- the app's own code
+
+_THIRD_PARTY_DIRS = ("site-packages", "dist-packages")
+# Never preloaded into a zygote, whatever the app had: they act on import or are not the app's.
+SKIPPED = frozenset(
+    {"__main__", "__mp_main__", "sitecustomize", "usercustomize", "this", "antigravity"}
+)
+SKIPPED_PREFIXES = ("_pyair_supervisor", PRIVATE_NAME, "readline", "rlcompleter")
+
+
+def is_under(path: str, directory: str) -> bool:
+    """Whether ``path`` is ``directory`` or inside it (both already real paths)."""
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def real_prefixes(root: str, prefixes: "Iterable[str]") -> "list[str]":
+    """The interpreter prefixes that hold libraries, not the project (a project under /usr
+    keeps its files its own even when the interpreter's prefix is /usr)."""
+    found = []
+    for prefix in prefixes:
+        if not prefix:
+            continue
+        real = os.path.realpath(prefix)
+        if not is_under(root, real) and real not in found:
+            found.append(real)
+    return found
+
+
+def is_project_file(path: str, root: str, prefixes: "Sequence[str]") -> bool:
+    """Whether ``path`` is the user's own code: under ``root`` (a real path), and not in a
+    site-packages directory or an interpreter prefix (a ``.venv`` inside the project)."""
+    real = os.path.realpath(path)
+    if not is_under(real, root):
+        return False
+    if any(part in _THIRD_PARTY_DIRS for part in real[len(root) :].split(os.sep)):
+        return False
+    return not any(is_under(real, prefix) for prefix in prefixes)
+
+
+def skipped_name(name: str) -> bool:
+    """Whether module ``name`` is never preloaded (see ``SKIPPED``)."""
+    return (
+        name in SKIPPED
+        or name.endswith(".__main__")
+        or any(name == p or name.startswith(p + ".") for p in SKIPPED_PREFIXES)
+    )
