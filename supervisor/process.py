@@ -11,8 +11,9 @@ its own children, so a tree can be found even where the parent links are gone (a
 called ``setsid`` and whose parent already exited). A token matches its own value and every value
 nested under it with ``/``: ``tree_pids("s1")`` finds ``s1``, ``s1/app-3`` and ``s1/step-ab12``.
 
-This is the only module that imports psutil. The ``/proc`` scan is Linux's; elsewhere psutil is
-used (slower) and the guardian cannot find the tree.
+This is the only module that imports psutil. The ``/proc`` scan is Linux's (its readers are in
+:mod:`supervisor.childside`, shared with the zygote and the guardian); elsewhere psutil is used
+(slower) and the guardian cannot find the tree.
 """
 
 from __future__ import annotations
@@ -34,16 +35,26 @@ import anyio
 import anyio.abc
 import psutil
 
+from .childside import (
+    DEAD_STATES,
+    PROC,
+    carries_token,
+    encode_frame,
+    read_proc,
+    start_ticks,
+    stat_fields,
+    token_needles,
+)
+from .childside import TREE_ENV as TREE_ENV  # re-exported: the engine reads it here
 from .config import AppCommand
 
-TREE_ENV = "PYAIR_TREE"
+GUARDIAN_MAIN = str(Path(__file__).resolve().with_name("guardian_main.py"))
 
 POLL_S = 0.005  # how often the rest of a tree is checked while it shuts down
 GIVE_UP_S = 3.0  # after SIGKILL, how long to wait for the tree to vanish before reporting
 STEP_EXIT_POLL_S = 0.05  # a step's shell may exit while a background process holds its pipe
 STEP_DRAIN_S = 0.1  # then read what is left for this long, and stop reading
 
-_PROC = "/proc"
 _SHELL = "/bin/sh"
 
 
@@ -90,47 +101,10 @@ def _value_matches(value: str, token: str) -> bool:
     return value == token or value.startswith(token + "/")
 
 
-def _needles(token: str) -> tuple[bytes, bytes]:
-    base = f"\0{TREE_ENV}={token}".encode()
-    return base + b"\0", base + b"/"
-
-
-def _read(path: str, limit: int = 1 << 20) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if limit <= 4096:  # /proc/PID/stat: one read is the whole file
-            return os.read(fd, limit)
-        chunks: list[bytes] = []
-        size = 0
-        while size < limit:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 class _Entry(NamedTuple):
     ppid: int
     pgrp: int
     marked: bool  # carries the token
-
-
-def _stat_fields(pid: int | str) -> list[bytes]:
-    """/proc/PID/stat from the state on: "pid (comm) state ppid pgrp ..." (comm may hold
-    spaces and parentheses), so [0] is the state, [1] ppid, [2] pgrp, [19] starttime."""
-    stat = _read(f"{_PROC}/{pid}/stat", 4096)
-    return stat[stat.rfind(b")") + 2 :].split(b" ", 20)
-
-
-def start_ticks(pid: int) -> int | None:
-    try:
-        return int(_stat_fields(pid)[19])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def _table(token: str | None, *, since: int | None = None) -> dict[int, _Entry]:
@@ -139,26 +113,22 @@ def _table(token: str | None, *, since: int | None = None) -> dict[int, _Entry]:
     ``since`` (a start time in clock ticks): older processes cannot carry the token, so their
     environment is not read (most of a busy machine's processes, and half of the cost).
     """
-    if not os.path.isdir(_PROC):  # pragma: no cover - not Linux
+    if not os.path.isdir(PROC):  # pragma: no cover - not Linux
         return _table_psutil(token)
-    needles = _needles(token) if token else None
+    needles = token_needles(token) if token else None
     table: dict[int, _Entry] = {}
-    for name in os.listdir(_PROC):
+    for name in os.listdir(PROC):
         if not name.isdigit():
             continue
         try:
-            fields = _stat_fields(name)
+            fields = stat_fields(name, 20)
         except OSError:  # gone, or not ours to read
             continue
-        if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+        if len(fields) < 20 or fields[0] in DEAD_STATES:
             continue
         marked = False
         if needles is not None and (since is None or int(fields[19]) >= since):
-            try:
-                environ = b"\0" + _read(f"{_PROC}/{name}/environ") + b"\0"
-            except OSError:  # PermissionError, ProcessLookupError, ...
-                environ = b""
-            marked = needles[0] in environ or needles[1] in environ
+            marked = carries_token(name, needles)
         table[int(name)] = _Entry(int(fields[1]), int(fields[2]), marked)
     return table
 
@@ -189,11 +159,7 @@ def belongs_to_tree(pid: int, token: str) -> bool:
     Cheap enough for every control-socket connection: one read of ``/proc/PID/environ``.
     """
     _check_token(token)
-    try:
-        environ = b"\0" + _read(f"/proc/{pid}/environ")
-    except OSError:
-        return False
-    return any(needle in environ for needle in _needles(token))
+    return carries_token(pid, token_needles(token))
 
 
 def _alive(proc: psutil.Process) -> bool:
@@ -528,62 +494,16 @@ class AppProcess:
 
 # --------------------------------------------------------------------------- orphan guard
 
-# Runs as `python -I -S -c`: stdlib only, no site, a few ms to start. argv: token, env name.
-_GUARDIAN_CODE = r"""
-import os, signal, sys, time
-for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
-    signal.signal(s, signal.SIG_IGN)
-data = b""
-while True:
-    try:
-        chunk = os.read(0, 256)
-    except InterruptedError:
-        continue
-    except OSError:
-        break
-    if not chunk:
-        break
-    data += chunk
-    if b"bye\n" in data:
-        sys.exit(0)
-base = ("\0%s=%s" % (sys.argv[2], sys.argv[1])).encode()
-needles = (base + b"\0", base + b"/")
-spared = (0, 1, os.getpid())
-deadline = time.monotonic() + 2.0
-while True:
-    hits = 0
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        names = []
-    for name in names:
-        if not name.isdigit() or int(name) in spared:
-            continue
-        try:
-            with open("/proc/" + name + "/environ", "rb") as f:
-                env = b"\0" + f.read() + b"\0"
-        except OSError:
-            continue
-        if needles[0] in env or needles[1] in env:
-            try:
-                os.kill(int(name), signal.SIGKILL)
-                hits += 1
-            except OSError:
-                pass
-    if not hits or time.monotonic() > deadline:
-        break
-    time.sleep(0.01)
-"""
-
 
 class Guardian:
     """Orphan guard: a tiny separate process that kills every process carrying the token
     when pyair dies, even by SIGKILL.
 
-    It reads a pipe from pyair; at EOF (pyair died or closed it without saying bye) it SIGKILLs
-    every process whose environment carries ``PYAIR_TREE=<token>`` (or a token nested under it),
-    pass after pass for at most ~2 s, and exits. It runs in its own session, ignores
-    SIGINT/SIGTERM/SIGHUP, and does not carry the token itself.
+    It is :mod:`supervisor.guardian_main`, run as ``python -I -S`` (stdlib only, no site, a few
+    ms to start), reading frames from a pipe from pyair; at EOF (pyair died or closed it without
+    saying bye) it SIGKILLs every process whose environment carries ``PYAIR_TREE=<token>`` (or a
+    token nested under it), pass after pass for at most ~2 s, and exits. It runs in its own
+    session, ignores SIGINT/SIGTERM/SIGHUP, and does not carry the token itself.
     """
 
     def __init__(self, popen: subprocess.Popen[bytes], token: str) -> None:
@@ -601,7 +521,7 @@ class Guardian:
             if not (name == TREE_ENV and _value_matches(value, token))
         }
         popen = subprocess.Popen(
-            [sys.executable or "python3", "-I", "-S", "-c", _GUARDIAN_CODE, token, TREE_ENV],
+            [sys.executable or "python3", "-I", "-S", GUARDIAN_MAIN, token],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -627,7 +547,7 @@ class Guardian:
         assert stdin is not None
         with contextlib.suppress(OSError):  # OSError: it is gone already
             if not kill_tree:
-                stdin.write(b"bye\n")
+                stdin.write(encode_frame({"op": "bye"}))
                 stdin.flush()
         with contextlib.suppress(OSError):
             stdin.close()
@@ -668,7 +588,7 @@ def child_pids() -> set[int]:
 def command_line(pid: int, limit: int = 80) -> str:
     """``pid``'s command line, shortened to ``limit`` characters ("?" once it is gone)."""
     try:
-        raw = _read(f"{_PROC}/{pid}/cmdline", 4096)
+        raw = read_proc(pid, "cmdline", 4096)
         line = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
     except OSError:
         try:

@@ -392,7 +392,7 @@ def test_only_libraries_and_the_stdlib_are_chosen(tmp_path: Path) -> None:
         protocol.validate({"type": "modules", "pid": 1, "names": ["a"], "files": []})
 
 
-@pytest.mark.parametrize("program", ["zygote_main"])
+@pytest.mark.parametrize("program", ["zygote_main", "guardian_main"])
 def test_a_program_run_by_path_keeps_its_directory_off_sys_path(
     tmp_path: Path, program: str
 ) -> None:
