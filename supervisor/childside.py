@@ -19,9 +19,11 @@ import-system helper and one wire format::
 
 It runs inside the user's interpreter, so: the standard library only, Python 3.8 syntax, and
 nothing imported at the top but ``os`` and ``sys`` (``json`` on first use; not even
-``__future__``). pyair and the agent import it as ``supervisor.childside``; the zygote and the
-guardian load it from its file under the private name :data:`PRIVATE_NAME`, never by putting
-pyair's directory on ``sys.path`` (it would shadow the app's own modules, such as ``config``).
+``__future__``). pyair imports it as ``supervisor.childside``. The agent's bootstrap, the
+zygote and the guardian load it from its file under the private name :data:`PRIVATE_NAME`
+(each with a few lines of its own: nothing shared is loaded yet), never by putting pyair's
+directory on ``sys.path`` (it would shadow the app's own modules, such as ``config``); the
+bootstrap hands that copy to the agent, so an app holds one.
 """
 
 import os

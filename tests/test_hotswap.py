@@ -174,6 +174,18 @@ def test_flask_app_run_without_reloader_swaps(tmp_path: Path) -> None:
         app.run.wait_for_log(SWAPPED.format(name=r"\S+\.html"), count=2)
 
 
+def test_an_app_forked_by_the_zygote_swaps_templates_too(tmp_path: Path) -> None:
+    """The zygote starts the agent in the child it forks, as site would in a cold start."""
+    with supervised(tmp_path, "hotswap_flask", "python app.py") as app:
+        app.run.wait_for_log(r"preload: zygote \d+ \(pid \d+\) is warm", timeout=30)
+        app.edit("app.py", "import os\n", "import os  # edited: a restart\n")
+        warm = int(app.run.wait_for_log(r"pid (\d+) ready in \d+ ms \(warm", timeout=30))
+        app.run.wait_for_log(rf"control: agent connected \(pid {warm}")
+        app.edit("templates/page.html", "flask page v1", "flask page v2")
+        assert pid_in(app.serving("flask page v2")) == warm
+        assert int(app.run.wait_for_log(SWAPPED.format(name=r"page\.html"))) == warm
+
+
 def test_django_runserver_noreload_swaps(tmp_path: Path) -> None:
     full_bin = "python manage.py runserver --noreload 127.0.0.1:$PORT"
     with supervised(tmp_path, "hotswap_django", full_bin) as app:
