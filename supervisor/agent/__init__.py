@@ -54,8 +54,7 @@ built-in swaps (callbacks earlier in the list have already swapped theirs). When
 import os
 import sys
 
-from ..childside import AGENT_DEBUG_ENV, PRELOAD_ENV, find_spec_past
-from ..childside import CONTROL_ENV as ENV_VAR
+from ..childside import AGENT_DEBUG_ENV, CONTROL_ENV, PRELOAD_ENV, find_spec_past
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,6 +66,8 @@ if TYPE_CHECKING:
     SwapCallback = Callable[[list[str]], Iterable[str] | None]
 
 __all__ = ["ENV_VAR", "TemplateFailure", "bootstrap_dir", "engines", "register", "unregister"]
+
+ENV_VAR = CONTROL_ENV  # its older name here: the engine imports it by this one
 
 
 class TemplateFailure(Exception):
@@ -234,7 +235,7 @@ def install_hooks() -> None:
 def start(control_path: str | None = None) -> bool:
     """Arm the agent (the bootstrap calls this): True if ``PYAIR_CONTROL`` names a socket."""
     global _control_path
-    path = control_path if control_path is not None else os.environ.get(ENV_VAR)
+    path = control_path if control_path is not None else os.environ.get(CONTROL_ENV)
     if not path:
         return False
     _control_path = path

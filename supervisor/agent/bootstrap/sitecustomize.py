@@ -46,13 +46,13 @@ def _start_agent(here: str, childside: "ModuleType") -> None:
     init = os.path.join(pkg_dir, "__init__.py")
     name = "supervisor"
     if name in sys.modules:
-        origin = getattr(sys.modules[name], "__file__", None)
+        ours = _same_file(getattr(sys.modules[name], "__file__", None) or "", init)
     else:
         spec = PathFinder.find_spec(name)
-        origin = init if spec is None else spec.origin
-        if origin is not None and _same_file(origin, init):  # ours: load it once, from here
+        ours = spec is None or _same_file(spec.origin or "", init)
+        if ours:  # loaded once, from here: the import system need not search for it again
             childside.load_source(name, init, pkg_dir)
-    if origin is None or not _same_file(origin, init):
+    if not ours:
         name = "_pyair_supervisor"  # "supervisor" is someone else's (supervisord, another pyair)
         if name not in sys.modules:
             childside.load_source(name, init, pkg_dir)
