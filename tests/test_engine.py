@@ -1,4 +1,8 @@
-"""End to end: pyair as a real subprocess supervising real apps in a real project directory."""
+"""End to end: pyair as a real subprocess supervising real apps in a real project directory.
+
+Tests that edit files run on both watcher backends (the ``watch`` fixture): inotify, the
+default here, and watchfiles polling (``[build] poll = true``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +25,12 @@ from support import (
     stays,
     wait_until,
 )
+
+
+@pytest.fixture(params=["inotify", "poll"])
+def watch(request: pytest.FixtureRequest) -> str:
+    """``[build]`` lines that pick the watcher backend under test."""
+    return "" if request.param == "inotify" else "poll = true\npoll_interval = 500"
 
 
 def make_project(tmp_path: Path, app: str = "web_app.py") -> Path:
@@ -58,10 +69,10 @@ def served(port: int, needle: str) -> str | None:
     return body if body and needle in body else None
 
 
-def test_py_edit_restarts_with_new_pid_and_new_code(tmp_path: Path) -> None:
+def test_py_edit_restarts_with_new_pid_and_new_code(tmp_path: Path, watch: str) -> None:
     project = make_project(tmp_path)
     port = free_port()
-    with PyairRun(project, config(port)) as run:
+    with PyairRun(project, config(port, watch)) as run:
         first = wait_until(lambda: served(port, "version=1"), message="first app")
         edit_version(project, "2")
         second = wait_until(lambda: served(port, "version=2"), message="new code served")
@@ -70,7 +81,7 @@ def test_py_edit_restarts_with_new_pid_and_new_code(tmp_path: Path) -> None:
         assert len(starts(project)) == 2
 
 
-def test_failed_build_keeps_old_app_serving(tmp_path: Path) -> None:
+def test_failed_build_keeps_old_app_serving(tmp_path: Path, watch: str) -> None:
     project = make_project(tmp_path)
     (project / "check.py").write_text(
         "import pathlib, sys\n"
@@ -78,7 +89,7 @@ def test_failed_build_keeps_old_app_serving(tmp_path: Path) -> None:
         "    print('syntax error in app.py line 3'); sys.exit(1)\n"
     )
     port = free_port()
-    with PyairRun(project, config(port, 'cmd = "python check.py"')) as run:
+    with PyairRun(project, config(port, f'cmd = "python check.py"\n{watch}')) as run:
         first = wait_until(lambda: served(port, "version=1"), message="first app")
         (project / "BROKEN").write_text("x")
         edit_version(project, "2")
@@ -91,12 +102,12 @@ def test_failed_build_keeps_old_app_serving(tmp_path: Path) -> None:
         wait_until(lambda: served(port, "version=3"), message="fixed build serves")
 
 
-def test_burst_of_500_files_gives_one_restart(tmp_path: Path) -> None:
+def test_burst_of_500_files_gives_one_restart(tmp_path: Path, watch: str) -> None:
     project = make_project(tmp_path)
     pkg = project / "pkg"
     pkg.mkdir()
     port = free_port()
-    with PyairRun(project, config(port)) as run:
+    with PyairRun(project, config(port, watch)) as run:
         wait_until(lambda: served(port, "version=1"), message="first app")
         run.wait_for_log(r"watching")
         for i in range(500):  # like a git checkout
@@ -106,10 +117,10 @@ def test_burst_of_500_files_gives_one_restart(tmp_path: Path) -> None:
         assert run.count(r"changed") == 1
 
 
-def test_editor_atomic_save_gives_one_restart(tmp_path: Path) -> None:
+def test_editor_atomic_save_gives_one_restart(tmp_path: Path, watch: str) -> None:
     project = make_project(tmp_path)
     port = free_port()
-    with PyairRun(project, config(port)) as run:
+    with PyairRun(project, config(port, watch)) as run:
         wait_until(lambda: served(port, "version=1"), message="first app")
         run.wait_for_log(r"watching")
         # vim: probe file 4913, a backup~, write a temp file, rename it over the target
@@ -126,11 +137,49 @@ def test_editor_atomic_save_gives_one_restart(tmp_path: Path) -> None:
         assert stays(lambda: len(starts(project)) == 2, seconds=1.5), starts(project)
 
 
-def test_crash_on_start_is_not_restarted_in_a_loop(tmp_path: Path) -> None:
+def test_recreated_package_directory_is_watched_again(tmp_path: Path, watch: str) -> None:
+    """``rm -r pkg && mkdir pkg && echo x=1 > pkg/mod.py``, then an edit: both restart."""
+    project = make_project(tmp_path)
+    (project / "pkg").mkdir()
+    (project / "pkg" / "mod.py").write_text("x = 0\n")
+    port = free_port()
+    with PyairRun(project, config(port, watch)) as run:
+        wait_until(lambda: served(port, "version=1"), message="first app")
+        run.wait_for_log(r"watching")
+        subprocess.run(
+            ["sh", "-c", "rm -r pkg && mkdir pkg && echo x=1 > pkg/mod.py"], cwd=project, check=True
+        )
+        wait_until(lambda: len(starts(project)) == 2, message="a restart for the new pkg/")
+        (project / "pkg" / "mod.py").write_text("x = 2\n")
+        wait_until(lambda: len(starts(project)) == 3, message="a restart for the edit in it")
+        assert run.count(r"pkg/mod\.py changed") == 2
+
+
+def test_renamed_project_root_is_said_and_watched_again(tmp_path: Path, watch: str) -> None:
+    (tmp_path / "site").mkdir()
+    project = make_project(tmp_path / "site")
+    away = tmp_path / "site-away"
+    port = free_port()
+    run = PyairRun(project, config(port, watch))
+    with run:
+        wait_until(lambda: served(port, "version=1"), message="first app")
+        run.wait_for_log(r"watching")
+        project.rename(away)
+        run.log_path = away / run.log_path.name  # the log file moved with the project
+        run.wait_for_log(r"the project root .* was moved away")
+        away.rename(project)
+        run.log_path = project / run.log_path.name
+        run.wait_for_log(r"the project root .* is back: watching it again")
+        edit_version(project, "2")
+        wait_until(lambda: served(port, "version=2"), message="an edit after it came back")
+        assert http_get(port) is not None  # still serving
+
+
+def test_crash_on_start_is_not_restarted_in_a_loop(tmp_path: Path, watch: str) -> None:
     (tmp_path / "app.py").write_text(
         "import pathlib\nwith open('starts.log', 'a') as f: f.write('x\\n')\nraise SystemExit(3)\n"
     )
-    with PyairRun(tmp_path, '[build]\nfull_bin = "python app.py"\n') as run:
+    with PyairRun(tmp_path, f'[build]\nfull_bin = "python app.py"\n{watch}\n') as run:
         run.wait_for_log(r"exited with code 3; waiting for a change")
         assert stays(lambda: len(starts(tmp_path)) == 1, seconds=1.5)
         (tmp_path / "app.py").write_text((tmp_path / "app.py").read_text() + "# edit\n")
@@ -175,10 +224,10 @@ def test_no_app_process_survives_pyair(tmp_path: Path, how: str) -> None:
         )
 
 
-def test_restart_kills_the_whole_old_tree(tmp_path: Path) -> None:
+def test_restart_kills_the_whole_old_tree(tmp_path: Path, watch: str) -> None:
     project = make_project(tmp_path, "tree_app.py")
     port = free_port()
-    with PyairRun(project, config(port)):
+    with PyairRun(project, config(port, watch)):
         wait_until(lambda: len(_tree_pids(project)) == 4, message="the app tree")
         old = _tree_pids(project)
         (project / "app.py").write_text((project / "app.py").read_text() + "\n# edit\n")
@@ -186,7 +235,7 @@ def test_restart_kills_the_whole_old_tree(tmp_path: Path) -> None:
         assert not any(pid_alive(p) for p in old)
 
 
-def test_app_ignoring_signals_is_killed_after_kill_delay(tmp_path: Path) -> None:
+def test_app_ignoring_signals_is_killed_after_kill_delay(tmp_path: Path, watch: str) -> None:
     project = make_project(tmp_path, "tree_app.py")
     port = free_port()
     cfg = f"""
@@ -194,6 +243,7 @@ def test_app_ignoring_signals_is_killed_after_kill_delay(tmp_path: Path) -> None
 full_bin = "python app.py"
 send_interrupt = true
 kill_delay = 400
+{watch}
 [env]
 PORT = "{port}"
 IGNORE_SIGNALS = "1"
@@ -207,11 +257,13 @@ IGNORE_SIGNALS = "1"
         assert not any(pid_alive(p) for p in old)
 
 
-def test_args_env_files_and_overrides_reach_the_app(tmp_path: Path) -> None:
+def test_args_env_files_and_overrides_reach_the_app(tmp_path: Path, watch: str) -> None:
     project = make_project(tmp_path)
     port = free_port()
     (project / ".env").write_text("GREETING=from-dotenv\n")
-    cfg = config(port, top='env_files = [".env"]').replace('kill_delay = "2s"', "delay = 5000")
+    cfg = config(port, watch, top='env_files = [".env"]').replace(
+        'kill_delay = "2s"', "delay = 5000"
+    )
     with PyairRun(project, cfg, "--build.delay", "20", "--", "--flag", "x") as run:
         body = wait_until(lambda: served(port, "version=1"), message="first app")
         assert "env=from-dotenv" in body
