@@ -7,6 +7,7 @@ with PyairRun(project, config_text) as run:
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import signal
@@ -57,10 +58,12 @@ def stays(condition: Callable[[], bool], *, seconds: float) -> bool:
 
 
 def http_get(port: int, path: str = "/", timeout: float = 2.0) -> str | None:
+    """The body of one GET, None while nothing answers whole (an app being restarted may
+    close a response half-way: IncompleteRead)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as resp:
             return str(resp.read().decode())
-    except (urllib.error.URLError, OSError):
+    except (urllib.error.URLError, OSError, http.client.HTTPException):
         return None
 
 
