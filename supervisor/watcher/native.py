@@ -109,6 +109,8 @@ class InotifyBackend:
                 await anyio.wait_readable(self._inotify.fd)
                 await self._handle(self._inotify.read(), sink)
         finally:
+            # closed by the task that waited on it, so nothing waits any more (anyio >= 4.9
+            # has wait_readable; notify_closing only came with 4.10)
             self._inotify.close()
             self._wd_dir.clear()
             self._dir_wd.clear()
