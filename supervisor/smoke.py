@@ -45,7 +45,7 @@ from pathlib import Path
 import anyio
 
 from .classify import Change, classify
-from .config import ALWAYS_EXCLUDED_DIRS, Config, find_config, load_config
+from .config import Config, find_config, load_config
 from .console import Console
 from .engine import Engine
 from .errors import ConfigError, PyairError
@@ -63,12 +63,12 @@ from .events import (
 )
 from .process import GIVE_UP_S, adopt_orphans, child_pids, command_line, kill_processes, tree_pids
 from .runtime import LocalRuntime
+from .sources import project_files
 from .watcher import build_filter
 
 DEFAULT_TIMEOUT_S = 30.0
 AGENT_WAIT_S = 5.0  # how long the swap step waits for the app's template agent to say hello
 POLL_S = 0.02  # while leftovers are being killed
-WALK_LIMIT = 20_000  # files looked at when picking a template and a source file
 EXIT_INTERRUPTED = 130
 
 # What is appended to a touched file, by extension: a comment that keeps the file valid.
@@ -154,30 +154,6 @@ class TouchedFiles:
 # --------------------------------------------------------------------------- what to touch
 
 
-def _walk(config: Config) -> Iterator[Path]:
-    """Files under root, templates/ directories first, skipping what is never watched."""
-    root = config.root
-    skipped = {os.path.normpath(d) for d in (*config.build.exclude_dir, config.tmp_dir) if d}
-    seen = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel = os.path.relpath(dirpath, root)
-        dirnames[:] = sorted(
-            (
-                name
-                for name in dirnames
-                if not name.startswith(".")
-                and name not in ALWAYS_EXCLUDED_DIRS
-                and os.path.normpath(os.path.join(rel, name)) not in skipped
-            ),
-            key=lambda name: (name != "templates", name),
-        )
-        for name in sorted(filenames):
-            seen += 1
-            if seen > WALK_LIMIT:
-                return
-            yield Path(dirpath, name)
-
-
 def _command_files(config: Config) -> Iterator[Path]:
     """Files the app command names: ``app.py``, ``server.js``, ``main:app``, ``--app app``."""
     try:
@@ -226,7 +202,7 @@ def pick_files(config: Config) -> tuple[Path | None, Path | None]:
         None,
     )
     template = None
-    for path in _walk(config):
+    for path in project_files(config):
         if not watched(path):
             continue
         action = _action(path, config)

@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("smoke", "init"),  # subcommands
     ("engine",),  # routing and the state machine
     ("runtime",),  # the engine's effects: wires the services
-    ("zygote", "watcher", "process", "control", "proxy"),  # services
+    ("zygote", "watcher", "process", "control", "proxy", "readiness", "sources"),  # services
     ("classify", "events"),
     ("console",),
     ("config",),
