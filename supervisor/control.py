@@ -484,8 +484,7 @@ class ControlServer:
         if reply is None:
             if reason == TIMEOUT:
                 self._log(
-                    f"control: swap #{msg_id} got no ack within {timeout_ms} ms "
-                    f"from pid {conn.pid}"
+                    f"control: swap #{msg_id} got no ack within {timeout_ms} ms from pid {conn.pid}"
                 )
             return SwapResult(ok=False, reason=reason, rtt_ms=rtt_ms)
         error = reply.get("error")

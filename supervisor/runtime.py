@@ -177,7 +177,7 @@ class LocalRuntime:
         app: AppProcess | None = None
         if self.preloader is not None:
             leader = await self.preloader.start(
-                command, cwd=self.config.root, env=app_env, token=token
+                command, cwd=self.config.root, env=app_env, token=token, wait=generation > 1
             )
             if leader is not None:
                 app = AppProcess(leader, command, token)

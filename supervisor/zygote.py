@@ -18,8 +18,11 @@ imported afresh. The cost of a restart drops from "import flask, jinja2, werkzeu
 
 ``[build] preload``: ``"auto"`` (the default) preloads what the previous app process had
 imported (the agent reports ``sys.modules`` over the control socket), minus the project's own
-modules; the first start is cold, later ones warm. A list preloads those modules from the
-start. ``false`` turns it off.
+modules. The set is remembered between runs (``<tmp_dir>/pyair-preload.json``, with the
+interpreter's and the requirement files' stats): the next pyair builds its zygote from it at
+once, alongside the first (cold) start, so the first restart is warm too. A restart that comes
+while a zygote is still being built waits for it (it costs less than the cold start it
+replaces). A list preloads those modules from the start. ``false`` turns it off.
 
 Safety (Spring's and multiprocessing forkserver's lessons): the zygote never imports the
 project's modules (an import finder refuses them), and after the preload it must hold one
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import re
 import shutil
@@ -69,6 +73,9 @@ FORK_TIMEOUT_S = 5.0
 WATCH_S = 1.0  # how often the zygote's files are checked while it waits
 EXIT_POLL_S = 0.05  # a warm app whose zygote died: its exit is polled
 MAX_FAILED_STARTS = 2  # zygotes that die before they are ready: then stay cold
+BUILD_WAIT_S = 5.0  # a restart waits this long at most for a zygote being built
+MEMORY_FILE = "pyair-preload.json"  # under tmp_dir: the modules of the last run
+MEMORY_VERSION = 1
 PROJECT_FILES = ("pyproject.toml", "poetry.lock", "uv.lock", "Pipfile.lock", "requirements*.txt")
 _VOLATILE_ENV = (CONTROL_ENV, TREE_ENV)  # differ per app generation, never rebuild for them
 _PYTHON_NAME = re.compile(r"(python|pypy)(\d+(\.\d+)*)?")
@@ -447,6 +454,63 @@ class ZygoteProcess:
             await self.stream.aclose()
 
 
+# --------------------------------------------------------------------------- between runs
+
+
+class PreloadMemory:
+    """The preload set of the last run, kept in a file under ``tmp_dir``.
+
+    It holds the command, the interpreter's stat and the requirement files' stats it was
+    taken with; any of them changed, and it is not used (the zygote waits for the first app's
+    report, as on a first run).
+    """
+
+    def __init__(self, path: Path, invocation: Invocation, root: Path) -> None:
+        self.path = path
+        self.invocation = invocation
+        self.root = root
+
+    def _fingerprint(self) -> dict[str, Any]:
+        stat = _stat(self.invocation.interpreter)
+        return {
+            "version": MEMORY_VERSION,
+            "command": list(self.invocation.argv),
+            "interpreter": [self.invocation.interpreter, list(stat) if stat else None],
+            "project_files": {
+                p: list(s) if s else None for p, s in project_files(self.root).items()
+            },
+        }
+
+    def recall(self) -> tuple[list[str], str]:
+        """(the remembered modules, or [] ; why not, when not)."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return [], "nothing remembered yet"
+        except (OSError, ValueError) as exc:
+            return [], f"{self.path.name} is unreadable ({exc})"
+        if not isinstance(data, dict) or not isinstance(data.get("modules"), list):
+            return [], f"{self.path.name} is not pyair's"
+        fingerprint = self._fingerprint()
+        for key, what in (
+            ("version", "pyair's format"),
+            ("command", "the command"),
+            ("interpreter", "the interpreter"),
+            ("project_files", "the requirement files"),
+        ):
+            if data.get(key) != fingerprint[key]:
+                return [], f"{what} changed since"
+        return [str(name) for name in data["modules"]], ""
+
+    def remember(self, modules: Sequence[str]) -> None:
+        """Keep ``modules`` for the next run (atomically; a failure is only a debug line)."""
+        data = {**self._fingerprint(), "modules": list(modules)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".tmp")
+        partial.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(partial, self.path)
+
+
 # --------------------------------------------------------------------------- the preloader
 
 
@@ -478,6 +542,9 @@ class Preloader:
         self._number = 0
         self._build_wanted = anyio.Event()
         self._building = False
+        self._built = anyio.Event()  # set when the build in progress is over
+        self.memory = PreloadMemory(config.tmp_path / MEMORY_FILE, invocation, config.root)
+        self._remembered: tuple[str, ...] = ()
         self._unsafe: ZygoteProcess | None = None  # the last unsafe one: its files are watched
         self._said: set[str] = set()
         self._failed_starts = 0
@@ -523,6 +590,8 @@ class Preloader:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._builder)
+                if self.auto:
+                    self._recall()
                 if self._wanted:
                     self._request_build()
                 task_status.started()
@@ -539,6 +608,29 @@ class Preloader:
                     await zygote.kill()
                 self.zygotes.clear()
                 self.current = None
+
+    def _recall(self) -> None:
+        """Start from the last run's modules, when they still fit (a first restart is warm)."""
+        modules, why = self.memory.recall()
+        if not modules:
+            self.console.debug(f"preload: no modules from the last run ({why})")
+            return
+        self._remembered = tuple(modules)
+        self._wanted.update(dict.fromkeys(modules))
+        self._known.update(modules)
+        self.console.debug(
+            f"preload: building the zygote from the last run's {len(modules)} modules"
+        )
+
+    def _remember(self) -> None:
+        modules = tuple(self._wanted)
+        if not self.auto or modules == self._remembered:
+            return
+        try:
+            self.memory.remember(modules)
+            self._remembered = modules
+        except OSError as exc:
+            self.console.debug(f"preload: cannot remember the modules: {exc}")
 
     def modules_reported(self, msg: Mapping[str, Any]) -> None:
         """The app's agent reported its modules: preload the new ones in a new zygote."""
@@ -574,6 +666,8 @@ class Preloader:
                 self._give_up(exc)
             finally:
                 self._building = False
+                self._built.set()
+                self._built = anyio.Event()
 
     def _give_up(self, exc: Exception) -> None:
         """A bug of ours: say it once, start cold from now on."""
@@ -640,6 +734,7 @@ class Preloader:
             self._failed_starts = 0
             self._unsafe = None
             await self._promote(zygote, ms)
+            self._remember()
             return
         await zygote.kill()
         self.zygotes.remove(zygote)
@@ -713,11 +808,25 @@ class Preloader:
     # -- starting the app ---------------------------------------------------------------------
 
     async def start(
-        self, command: AppCommand, *, cwd: Path, env: Mapping[str, str], token: str
+        self,
+        command: AppCommand,
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        token: str,
+        wait: bool = False,
     ) -> WarmLeader | None:
         """The app's leader forked from the warm zygote, or None (then start it cold; -d says
-        why). The caller makes it an ``AppProcess`` with ``token``, as for a cold start."""
+        why). The caller makes it an ``AppProcess`` with ``token``, as for a cold start.
+
+        ``wait``: a zygote being built is waited for (up to ``BUILD_WAIT_S``): what is left of
+        its preload is less than a cold start's imports. The first start does not wait.
+        """
         try:
+            current = self.current
+            if wait and self._building and (current is None or current.state != "ready"):
+                with anyio.move_on_after(BUILD_WAIT_S):
+                    await self._built.wait()
             return await self._start(command, cwd=cwd, env=env, token=token)
         except Exception as exc:  # never keep the app from starting
             self._give_up(exc)
