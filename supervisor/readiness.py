@@ -24,9 +24,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -196,6 +194,9 @@ async def _ask(stream: anyio.abc.ByteStream, target: Target) -> int | str | None
 
 
 def _https(target: Target) -> int | str:
+    import urllib.error  # only for an https ready_url: not at pyair's start
+    import urllib.request
+
     try:
         with urllib.request.urlopen(target.url, timeout=2) as response:
             return int(response.status)

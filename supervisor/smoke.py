@@ -12,8 +12,10 @@ The engine runs in this process; an observer queues its events, and each step wa
 events that prove it, with a deadline (``--timeout``, per step):
 
 1. build: ``pre_cmd`` and ``cmd`` succeed (``BuildFailed`` fails it).
-2. ready: the app answers its ``ready_url`` with 2xx/3xx, or ``[proxy] app_port`` accepts
-   (``AppReady``; ``AppExited``, ``AppNotReady`` or the deadline fail it).
+2. ready: the app answers its ``ready_url`` with 2xx/3xx, or answers HTTP at all on its port
+   (``[proxy] app_port``, ``PORT`` in ``[env]``, the command's ``--port``; see
+   :mod:`supervisor.readiness`) (``AppReady``; ``AppExited``, ``AppNotReady`` or the deadline
+   fail it).
 3. swap, when a watched template exists: a comment is appended to it; ``TemplatesSwapped``
    passes, ``Restarting`` (a restart instead of a swap), ``TemplateFailed`` or the deadline fail.
 4. restart: a comment is appended to a source file; ``Restarting`` then ``AppReady`` passes.
@@ -62,11 +64,13 @@ from .events import (
     TemplatesSwapped,
 )
 from .process import GIVE_UP_S, adopt_orphans, child_pids, command_line, kill_processes, tree_pids
+from .readiness import probe_target
 from .runtime import LocalRuntime
 from .sources import project_files
 from .watcher import build_filter
 
 DEFAULT_TIMEOUT_S = 30.0
+VERDICT_GRACE_S = 1.0  # the ready step waits this much past --timeout for the engine's verdict
 AGENT_WAIT_S = 5.0  # how long the swap step waits for the app's template agent to say hello
 POLL_S = 0.02  # while leftovers are being killed
 EXIT_INTERRUPTED = 130
@@ -309,7 +313,7 @@ class Smoke:
         self.files = TouchedFiles()
         self.report = Report(
             config=str(config.source) if config.source else None,
-            ready=config.build.ready_url or f"on port {config.proxy.app_port}",
+            ready=target.where if (target := probe_target(config)) is not None else "",
         )
         self._send, self._events = anyio.create_memory_object_stream[tuple[float, Event]](math.inf)
         self._stop_sent = False
@@ -371,7 +375,9 @@ class Smoke:
         else:
             self._skip("build", "no [build] cmd or pre_cmd")
             self._begin("ready", self._started)
-        deadline = self._deadline()
+        # the engine's own verdict (its ready_timeout is --timeout too) says what the app did:
+        # give it the time to arrive before this deadline speaks
+        deadline = self._deadline() + VERDICT_GRACE_S
         while True:
             got = await self._next(deadline)
             if got is None:
@@ -395,13 +401,13 @@ class Smoke:
                 self._end("ok", "pre_cmd and cmd succeeded")
                 self._begin("ready", at)
             elif isinstance(event, AppReady):
-                self._end("ok", f"pid {event.pid} answers {self.report.ready}")
+                self._end("ok", f"pid {event.pid} {event.answer or 'answers ' + self.report.ready}")
                 return True
             elif isinstance(event, AppNotReady):
                 self._end(
                     "fail",
-                    f"pid {event.pid} did not answer {self.report.ready} within "
-                    f"{self.config.build.ready_timeout / 1000:g} s",
+                    f"pid {event.pid} was not ready within "
+                    f"{self.config.build.ready_timeout / 1000:g} s: {event.reason}",
                 )
                 return False
             elif isinstance(event, AppExited):
@@ -498,8 +504,8 @@ class Smoke:
             elif isinstance(event, AppNotReady):
                 self._end(
                     "fail",
-                    f"after {rel} changed, pid {event.pid} did not answer "
-                    f"{self.report.ready} within {self.config.build.ready_timeout / 1000:g} s",
+                    f"after {rel} changed, pid {event.pid} was not ready within "
+                    f"{self.config.build.ready_timeout / 1000:g} s: {event.reason}",
                 )
                 return
             elif isinstance(event, AppExited):
@@ -664,11 +670,12 @@ def main(argv: Sequence[str]) -> int:
     if args.url:
         overrides["build.ready_url"] = args.url
     config = load_config(path, overrides=overrides)
-    if not (config.build.ready_url or config.proxy.app_port):
+    if probe_target(config) is None:
         raise ConfigError(
             "pyair smoke needs to know when the app is ready",
             path=path,
-            hint="pass --url http://127.0.0.1:8000/, or set [build] ready_url or [proxy] app_port",
+            hint="pass --url http://127.0.0.1:8000/, set [proxy] app_port or PORT in [env], "
+            "or give the command a --port",
         )
     template, source = pick_files(config)
     template = _file_option(args.template, "--template", config, "swap") or template

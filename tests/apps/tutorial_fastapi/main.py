@@ -35,3 +35,8 @@ async def about(request: Request):
     return templates.TemplateResponse(
         request=request, name="about.html", context={"pid": os.getpid()}
     )
+
+
+@app.get("/boom")
+async def boom():
+    raise RuntimeError("boom: a bug in a view")
