@@ -8,6 +8,8 @@ import os
 
 from flask import Flask
 
+VERSION = "1"
+
 
 def create_app(test_config=None):
     app = Flask(__name__, instance_relative_config=True)
@@ -23,7 +25,7 @@ def create_app(test_config=None):
 
     @app.context_processor
     def served_by():
-        return {"pid": os.getpid()}
+        return {"pid": os.getpid(), "version": VERSION}
 
     from . import db
 
