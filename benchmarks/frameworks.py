@@ -10,6 +10,8 @@ one run with interleaved rounds:
   them: pyair running ``uvicorn main:app --reload`` / ``flask --app flaskr run --debug``
   (its agent switches those reloaders off, restarts fork the warm zygote), beside the same
   command run alone (uvicorn's and Werkzeug's own reloaders). Target: pyair ≤ 150 ms median.
+- uvicorn's own SIGTERM → exit, alone (~200 ms of fixed pauses: part of every restart by
+  any other tool; under pyair its agent ends those pauses when nothing is in flight).
 - ``pyair init`` then ``pyair``: spawn → the first page through the live-reload proxy, for the
   three tutorial apps (the Django one too), with the config init wrote, unchanged. Target:
   under a second.
@@ -161,8 +163,8 @@ def restarts(rounds: int) -> list[Series]:
 
 
 def uvicorn_stop(rounds: int) -> Series:
-    """uvicorn's own SIGTERM → exit: part of every restart, whoever restarts it (its main
-    loop looks at the signal every 100 ms, then its shutdown pauses 100 ms)."""
+    """uvicorn's own SIGTERM → exit, alone: its main loop looks at the signal every 100 ms,
+    then its shutdown pauses 100 ms (pyair's agent ends those pauses early)."""
     base = Path(tempfile.mkdtemp(prefix="pyair-bench-stop-"))
     series = Series("uvicorn alone: SIGTERM → exit")
     try:

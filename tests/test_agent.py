@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -82,6 +83,12 @@ class App:
                 return str(resp.read().decode())
 
         return await anyio.to_thread.run_sync(fetch)
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def child_env(control_path: str, *extra_path: str, **extra: str) -> dict[str, str]:
@@ -318,6 +325,39 @@ def test_the_frameworks_reloaders_are_switched_off_and_say_so() -> None:
         "Django's autoreloader is off",
         "uvicorn's --reload is off",
     ]
+
+
+async def test_uvicorn_stops_at_once_yet_finishes_what_is_in_flight(
+    server: ControlServer, tmp_path: Path
+) -> None:
+    """Its fixed pauses end early under the agent; its lifespan and requests still finish."""
+    where = tmp_path / "agent_uvicorn"
+    shutil.copytree(APPS / "agent_uvicorn", where)
+    port = free_tcp_port()
+    cmd = [sys.executable, "-m", "uvicorn", "main:app", "--port", str(port)]
+    env = child_env(server.path, PORT=str(port))
+    async with running(cmd, cwd=where, env=env, ready=b"PORT ") as (proc, _line):
+        assert await server.wait_for_agent(10)
+
+        def slow() -> int:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/slow", timeout=10) as resp:
+                return int(resp.status)
+
+        async with anyio.create_task_group() as tg:
+            answers: list[int] = []
+
+            async def ask() -> None:
+                answers.append(await anyio.to_thread.run_sync(slow))
+
+            tg.start_soon(ask)
+            with anyio.fail_after(10):
+                while not (where / "slow.started").exists():
+                    await anyio.sleep(0.005)  # poll
+            proc.terminate()  # while /slow is answering
+        assert answers == [200]  # the request in flight finished
+        with anyio.fail_after(10):
+            assert await proc.wait() is not None
+    assert (where / "stopped").read_text() == "lifespan shutdown ran"
 
 
 def test_jinja_loaders_overlays_and_kept_templates(tmp_path: Path) -> None:

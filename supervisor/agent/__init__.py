@@ -40,6 +40,7 @@ Framework reloaders (Werkzeug's ``run_simple(use_reloader=True)``, so ``flask ru
 and ``app.run(debug=True)``; Django's ``runserver`` without ``--noreload``; uvicorn's
 ``--reload``) are switched off as they are imported: the server runs in this process, so
 pyair's restarts stay warm and the debugger keeps working; ``pyair -d`` says so in one line.
+And uvicorn, asked to stop, stops as soon as nothing is in flight (``_servers``).
 
 Other engines: ``register(callback)``::
 
@@ -234,6 +235,12 @@ def _on_reloader(module: "ModuleType") -> None:
     _reloaders.switch_off(module)
 
 
+def _on_uvicorn_server(module: "ModuleType") -> None:
+    from . import _servers
+
+    _servers.stop_quickly(module)
+
+
 _HOOKS: "dict[str, Callable[[ModuleType], None]]" = {
     "jinja2": _on_jinja2,
     "django.template": _on_django_template,
@@ -241,6 +248,7 @@ _HOOKS: "dict[str, Callable[[ModuleType], None]]" = {
     "werkzeug.serving": _on_reloader,
     "django.utils.autoreload": _on_reloader,
     "uvicorn.config": _on_reloader,
+    "uvicorn.server": _on_uvicorn_server,
 }
 
 
