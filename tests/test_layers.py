@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("engine",),  # routing and the state machine
     ("runtime",),  # the engine's effects: wires the services
     ("zygote", "watcher", "process", "control", "proxy", "readiness", "sources"),  # services
-    ("classify", "events"),
+    ("classify", "events", "inotify"),  # inotify: the kernel binding the watchers share
     ("console",),
     ("config",),
     ("errors",),
