@@ -187,7 +187,7 @@ class FakeRuntime:
     def environment(self) -> dict[str, str]:
         return {"PYAIR_TREE": "fake"}
 
-    async def run_step(self, command: str, env: object) -> StepResult:
+    async def run_step(self, command: str, env: object, *, rule: str | None = None) -> StepResult:
         outcome = self.steps.popleft() if self.steps else "ok"
         self.ran.append(command)
         self.ticks.note()

@@ -280,6 +280,13 @@ class Config:
     def build_log_path(self) -> Path:
         return self.tmp_path / self.build.log
 
+    def process_named(self, name: str) -> ProcessConfig:
+        """The ``[[process]]`` entry called ``name`` (KeyError if none)."""
+        for process in self.process:
+            if process.name == name:
+                return process
+        raise KeyError(name)
+
     def app_command(self) -> AppCommand:
         """The command that starts the app (air's full_bin > entrypoint > bin, else detected)."""
         return resolve_app_command(self)
