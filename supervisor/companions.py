@@ -71,6 +71,11 @@ class RuleRunner:
         self.runs = 0  # started so far
         self.running = False
 
+    @property
+    def idle(self) -> bool:
+        """Nothing running and nothing waiting to run."""
+        return not self.running and not self._pending
+
     def changed(self, paths: tuple[str, ...]) -> None:
         """Files of this rule changed (called on the event loop, never blocks)."""
         now = time.monotonic()
