@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from . import idle, proxy, reload, templates, warm
+from . import frameworks, idle, proxy, reload, templates, warm
 from .common import Series, machine
 
 
@@ -75,6 +75,8 @@ def main() -> None:
     restarts = reload.main(rounds)
     print()
     warm.main(rounds)
+    print()
+    frameworks.main(rounds)
     print()
     swaps = templates.main(rounds)
     print()

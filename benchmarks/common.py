@@ -65,11 +65,11 @@ def fetch(port: int, path: str = "/") -> str | None:
         conn.close()
 
 
-def poll_until(port: int, needle: str, timeout: float = 20.0) -> float:
-    """perf_counter() at the first response that contains ``needle``."""
+def poll_until(port: int, needle: str, timeout: float = 20.0, path: str = "/") -> float:
+    """perf_counter() at the first response (to ``path``) that contains ``needle``."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
-        body = fetch(port)
+        body = fetch(port, path)
         if body is not None and needle in body:
             return time.perf_counter()
         time.sleep(0.0005)
@@ -129,10 +129,10 @@ class Series:
 def table(title: str, rows: Sequence[Series], baseline: Series | None = None) -> str:
     lines = [title, f"{'tool':<34} {'n':>4} {'median ms':>10} {'p90 ms':>8} {'vs floor':>9}"]
     for row in rows:
-        ratio = row.median / baseline.median if baseline and baseline.samples else float("nan")
+        ratio = f"{row.median / baseline.median:>8.2f}x" if baseline and baseline.samples else "-"
         lines.append(
             f"{row.name:<34} {len(row.samples):>4} {row.median:>10.1f} {row.pct(90):>8.1f} "
-            f"{ratio:>8.2f}x"
+            f"{ratio:>9}"
         )
     return "\n".join(lines)
 
@@ -176,8 +176,10 @@ class Supervised:
         write_project: Callable[[Path], None],
         *,
         ready: str,
+        path: str = "/",
     ) -> None:
         self.name = name
+        self.path = path  # the page polled
         self.dir = base / re.sub(r"\W+", "_", name).strip("_")
         self.dir.mkdir(parents=True)
         write_project(self.dir)
@@ -194,13 +196,13 @@ class Supervised:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        poll_until(self.port, ready, timeout=30)
+        poll_until(self.port, ready, timeout=30, path=path)
 
     def round(self, edit: Callable[[Path, int], tuple[float, str]]) -> float:
         """``edit(dir, n)`` saves version ``n`` and returns (t0, what the app then serves)."""
         self.n += 1
         t0, needle = edit(self.dir, self.n)
-        return (poll_until(self.port, needle) - t0) * 1000
+        return (poll_until(self.port, needle, path=self.path) - t0) * 1000
 
     def text(self) -> str:
         if not self.log.closed:

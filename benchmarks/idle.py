@@ -13,7 +13,7 @@ its own while idle: what is there is the agent's); for the watchfiles CLI: its o
 ``status``.
 
 A third row, pyair with ``preload = false``, shows what is left without the zygote (whose
-files pyair checks once a second). Threads that end during the window (the agent's module
+library directories pyair watches with inotify). Threads that end during the window (the agent's module
 reporter stops 30 s after the app started) are listed as ended; what they did is not counted.
 
 Targets: pyair ≤ 0.15 % of a core and ≤ 1.5x the watchfiles CLI.

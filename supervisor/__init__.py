@@ -16,7 +16,8 @@ on one line never import each other (``tests/test_layers.py`` holds it):
   (the file watch with air's filters and pyair's debounce), ``process`` (build steps, the app's
   process tree, stopping it whole, the orphan guardian), ``control`` (the private control
   socket to the agent), ``proxy/`` (+ ``static/``: the live-reload reverse proxy and its
-  browser client).
+  browser client), ``readiness`` (when a started app is up, and where its port is),
+  ``sources`` (the project's files; the last good text of its templates).
 - ``classify`` (batch → plan) and ``events``; ``console``: all output (the only rich user);
   ``config/``: ``.air.toml`` and flags (a package: its docstring maps it); ``errors``: one-line
   errors.

@@ -44,6 +44,8 @@ CONTROL_ENV = "PYAIR_CONTROL"  # the control socket's path: the agent connects t
 TREE_ENV = "PYAIR_TREE"  # the tree token every process pyair starts carries (and inherits)
 PRELOAD_ENV = "PYAIR_PRELOAD"  # "auto": the agent reports the app's modules for the zygote
 AGENT_DEBUG_ENV = "PYAIR_AGENT_DEBUG"  # set: the agent says what it does on stderr
+ROOT_ENV = "PYAIR_ROOT"  # the project root: templates under it are pyair's to swap
+TEMPLATE_EXT_ENV = "PYAIR_TEMPLATE_EXT"  # comma-separated: the extensions pyair swaps
 
 # --------------------------------------------------------------------------- /proc
 

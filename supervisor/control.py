@@ -9,10 +9,11 @@
 
 The socket lives in a fresh ``mkdtemp`` directory (0700) and is itself 0600. Every connection's
 peer is checked with ``SO_PEERCRED``: same uid, and ``is_member(pid)`` must say the pid belongs
-to the app tree pyair started; anything else is logged and closed. The newest agent to say
-hello is the current one; its disconnect clears it. Bad frames are logged and dropped (an
-oversized or garbage header closes that one connection); nothing here raises into the engine
-except misuse (``path`` before the server started).
+to the app tree pyair started; anything else is logged and closed. Every agent that said hello
+and is still connected is asked to swap (each worker of a pre-fork server has its own): a swap
+is acked when all of them acked, and fails when one of them refused or did not answer in time.
+Bad frames are logged and dropped (an oversized or garbage header closes that one connection);
+nothing here raises into the engine except misuse (``path`` before the server started).
 
 ``is_member`` is called on the event loop, so it must be quick (a psutil parent walk is fine).
 """
@@ -27,7 +28,7 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -89,6 +90,7 @@ class SwapResult:
     rtt_ms: float = 0.0  # send → ack, as pyair saw it
     error: TemplateError | None = None
     unclaimed: tuple[str, ...] = ()  # changed paths no engine in the app knew about
+    pids: tuple[int, ...] = ()  # the processes whose agents answered
 
     @property
     def fallback(self) -> bool:
@@ -165,7 +167,7 @@ class ControlServer:
         self._hello_timeout = hello_timeout
         self._dir: str | None = None
         self._path: str | None = None
-        self._current: _Conn | None = None
+        self._agents: list[_Conn] = []  # said hello, still connected: oldest first
         self._ids = itertools.count(1)
         self._scope: anyio.CancelScope | None = None
         self._closed: anyio.Event | None = None
@@ -189,21 +191,26 @@ class ControlServer:
 
     @property
     def agent(self) -> AgentInfo | None:
-        """The current agent (the newest that said hello and is still connected)."""
-        return self._current.info if self._current is not None else None
+        """The newest agent that said hello and is still connected."""
+        return self._agents[-1].info if self._agents else None
+
+    @property
+    def agents(self) -> tuple[AgentInfo, ...]:
+        """Every connected agent (one per process that renders), oldest first."""
+        return tuple(conn.info for conn in self._agents if conn.info is not None)
 
     @property
     def agent_connected(self) -> bool:
-        return self._current is not None
+        return bool(self._agents)
 
-    async def wait_for_agent(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for an agent; True if one is connected."""
+    async def wait_for_agent(self, timeout: float, count: int = 1) -> bool:
+        """Wait up to ``timeout`` seconds for ``count`` agents; True once they are connected."""
         with anyio.move_on_after(timeout):
-            while self._current is None:
+            while len(self._agents) < count:
                 if self._hello is None:  # not started, or closed
                     return False
                 await self._hello.wait()
-        return self._current is not None
+        return len(self._agents) >= count
 
     # --- lifetime ---------------------------------------------------------------------------
 
@@ -230,7 +237,7 @@ class ControlServer:
                     task_status.started()
                     await self._accept_loop(listener, tg)
             finally:
-                self._current = None
+                self._agents.clear()
                 self._hello = None  # wait_for_agent() now answers False at once
                 self._cleanup_files()
                 self._closed.set()
@@ -369,11 +376,13 @@ class ControlServer:
                 engines=tuple(msg["engines"]),
                 connected_at=time.monotonic(),
             )
-            self._current = conn
+            if conn not in self._agents:
+                self._agents.append(conn)
             engines = ", ".join(conn.info.engines) or "none yet"
             self._log(f"control: agent connected (pid {conn.pid}; engines: {engines})")
             if self._hello is not None:
                 self._hello.set()
+                self._hello = anyio.Event()  # the next hello wakes wait_for_agent() again
         elif kind in ("ack", "pong"):
             waiter = conn.waiting.get(msg["id"])
             if waiter is None:
@@ -384,6 +393,8 @@ class ControlServer:
         elif kind == "ping":
             with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
                 await conn.send(protocol.pong(msg["id"]))
+        elif kind == "note":
+            self._log(f"agent (pid {conn.pid}): {msg['text']}")
         elif kind == "modules":  # needs no hello: the agent sends it on a connection of its own
             if self._on_modules is not None:
                 try:
@@ -395,10 +406,8 @@ class ControlServer:
         return True
 
     def _drop(self, conn: _Conn) -> None:
-        if self._current is conn:
-            self._current = None
-            if self._hello is not None:
-                self._hello = anyio.Event()
+        if conn in self._agents:
+            self._agents.remove(conn)
             self._log(f"control: agent disconnected (pid {conn.pid})")
         for waiter in conn.waiting.values():
             waiter.event.set()  # reply stays None: disconnected
@@ -429,23 +438,54 @@ class ControlServer:
             return DISCONNECTED, None, rtt_ms
         return "answered", waiter.reply, rtt_ms
 
-    async def swap(self, paths: Sequence[str], timeout_ms: int) -> SwapResult:
-        """Ask the current agent to swap these templates (absolute paths); never raises."""
-        conn = self._current
-        if conn is None:
+    async def swap(
+        self,
+        paths: Sequence[str],
+        timeout_ms: int,
+        sources: Mapping[str, str] | None = None,
+    ) -> SwapResult:
+        """Ask every connected agent to swap these templates (absolute paths); never raises.
+
+        ``sources``: the last text of each file that compiled (what keeps serving where the new
+        text does not). Acked when every agent acked; an agent that went away meanwhile is not
+        waited for, one that refused or did not answer decides the result.
+        """
+        conns = list(self._agents)
+        if not conns:
             return SwapResult(ok=False, reason=NO_AGENT)
         msg_id = next(self._ids)
         try:
-            reason, reply, rtt_ms = await self._request(
-                conn, protocol.swap(msg_id, [os.fspath(p) for p in paths]), timeout_ms
-            )
+            msg = protocol.swap(msg_id, [os.fspath(p) for p in paths], dict(sources or {}))
+            protocol.encode(msg, self._max_frame)
         except ProtocolError as exc:  # the swap message itself would be oversized
             return SwapResult(
                 ok=False, reason=AGENT_ERROR, error=TemplateError(None, None, str(exc))
             )
+        answers: list[SwapResult] = []
+
+        async def ask(conn: _Conn) -> None:
+            reason, reply, rtt_ms = await self._request(conn, msg, timeout_ms)
+            answers.append(self._swap_result(conn, msg_id, reason, reply, rtt_ms, timeout_ms))
+
+        async with anyio.create_task_group() as tg:
+            for conn in conns:
+                tg.start_soon(ask, conn)
+        return _combined(answers)
+
+    def _swap_result(
+        self,
+        conn: _Conn,
+        msg_id: int,
+        reason: str,
+        reply: protocol.Message | None,
+        rtt_ms: float,
+        timeout_ms: int,
+    ) -> SwapResult:
         if reply is None:
             if reason == TIMEOUT:
-                self._log(f"control: swap #{msg_id} got no ack within {timeout_ms} ms")
+                self._log(
+                    f"control: swap #{msg_id} got no ack within {timeout_ms} ms from pid {conn.pid}"
+                )
             return SwapResult(ok=False, reason=reason, rtt_ms=rtt_ms)
         error = reply.get("error")
         ok = bool(reply["ok"])
@@ -453,7 +493,9 @@ class ControlServer:
             reason = SWAPPED
         elif error is not None and error.get("internal"):
             reason = AGENT_ERROR
-            self._log(f"control: the agent failed swap #{msg_id}: {error['message']}")
+            self._log(
+                f"control: the agent of pid {conn.pid} failed swap #{msg_id}: " + error["message"]
+            )
         else:
             reason = TEMPLATE_ERROR
         return SwapResult(
@@ -468,14 +510,41 @@ class ControlServer:
                 else None
             ),
             unclaimed=tuple(reply.get("unclaimed", ())),
+            pids=(conn.pid,),
         )
 
     async def ping(self, timeout_ms: int = 1000) -> float | None:
-        """Round trip to the current agent in ms, or None (no agent, timeout, gone)."""
-        conn = self._current
-        if conn is None:
+        """Round trip to the newest agent in ms, or None (no agent, timeout, gone)."""
+        if not self._agents:
             return None
+        conn = self._agents[-1]
         _reason, reply, rtt_ms = await self._request(
             conn, protocol.ping(next(self._ids)), timeout_ms
         )
         return rtt_ms if reply is not None else None
+
+
+# Which one answer stands for all, when they differ: a refusal, then no answer in time.
+_PRECEDENCE = (TEMPLATE_ERROR, AGENT_ERROR, TIMEOUT)
+
+
+def _combined(answers: Sequence[SwapResult]) -> SwapResult:
+    """One result for a swap asked of several agents (see ``ControlServer.swap``)."""
+    for reason in _PRECEDENCE:
+        for answer in answers:
+            if answer.reason == reason:
+                return answer
+    swapped = [answer for answer in answers if answer.ok]
+    if not swapped:  # every agent went away meanwhile
+        return answers[0] if answers else SwapResult(ok=False, reason=DISCONNECTED)
+    names = tuple(dict.fromkeys(name for answer in swapped for name in answer.names))
+    unclaimed = set.intersection(*(set(answer.unclaimed) for answer in swapped))
+    return SwapResult(
+        ok=True,
+        reason=SWAPPED,
+        names=names,
+        ms=max(answer.ms for answer in swapped),
+        rtt_ms=max(answer.rtt_ms for answer in swapped),
+        unclaimed=tuple(p for p in swapped[0].unclaimed if p in unclaimed),
+        pids=tuple(sorted(pid for answer in swapped for pid in answer.pids)),
+    )

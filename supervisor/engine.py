@@ -19,6 +19,7 @@ and this module routes each classified :class:`~supervisor.classify.Plan`.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import signal
@@ -26,6 +27,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,6 +59,7 @@ from .events import (
 )
 from .process import StepResult, StopReport
 from .proxy import Proxy
+from .readiness import NotReady, Ready
 from .runtime import LocalRuntime
 from .watcher import Watcher, app_filter
 
@@ -148,8 +151,9 @@ class Runtime(Protocol):
         """(app, warm): warm True/False, None without a zygote. PyairError if it cannot start."""
         ...
 
-    async def wait_ready(self, app: AppHandle) -> float | None:
-        """Milliseconds until ``app`` answers; None when no probe is configured or it never did."""
+    async def wait_ready(self, app: AppHandle) -> Ready | NotReady | None:
+        """Until ``app`` answers: Ready, NotReady (not in time, or it exited); None when there
+        is nothing to probe (no port or URL known)."""
         ...
 
     async def swap(self, paths: Sequence[str], timeout_ms: int) -> SwapResult:
@@ -429,8 +433,9 @@ class Engine:
         if result.reason == TEMPLATE_ERROR and result.error is not None:
             error = result.error
             source = self.runtime.source_excerpt(error.file, error.line)
+            shown = replace(error, file=self._relative(error.file))
             self.console.error(
-                f"{str(error).rstrip('.')}; the previous template keeps serving", source=source
+                f"{str(shown).rstrip('.')}; the previous template keeps serving", source=source
             )
             self.emit(TemplateFailed(error.file, error.line, error.message, tuple(source)))
             return
@@ -440,12 +445,22 @@ class Engine:
         self.console.watcher(f"{what} changed; not swapped ({result.reason}): restarting")
         self._restart(plan)
 
+    def _relative(self, path: str | None) -> str | None:
+        """``path`` as messages show it: relative to the project root when under it."""
+        if not path:
+            return path
+        with contextlib.suppress(ValueError):
+            return str(Path(path).relative_to(self.config.root))
+        return path
+
     def _swapped_line(self, result: SwapResult, what: str) -> str:
         names = ", ".join(result.names) or what
         line = f"swapped {names} in {result.rtt_ms:.1f} ms"
-        pid = self.runtime.agent_pid
-        if pid is not None:  # the process that swapped, not a shell in front of it
-            line += f" (pid {pid}, no restart)"
+        pids = result.pids or ((self.runtime.agent_pid,) if self.runtime.agent_pid else ())
+        if len(pids) > 1:  # every worker of a pre-fork server swapped
+            line += f" (pids {', '.join(map(str, pids))}, no restart)"
+        elif pids:  # the process that swapped, not a shell in front of it
+            line += f" (pid {pids[0]}, no restart)"
         if result.unclaimed:
             line += f"; no engine uses {len(result.unclaimed)} of the files"
         return line
@@ -524,27 +539,24 @@ class Engine:
         self.emit(AppStarted(app.pid, generation))
         assert self._task_group is not None
         self._task_group.start_soon(self._watch_exit, app, env, name=f"app {app.pid}")
-        ready_ms = await self.runtime.wait_ready(app)
-        if ready_ms is not None:
-            self.emit(AppReady(app.pid, generation, ready_ms))
-        elif self._probes_readiness:
-            self.emit(AppNotReady(app.pid, generation))
+        ready = await self.runtime.wait_ready(app)
+        if isinstance(ready, Ready):
+            self.emit(AppReady(app.pid, generation, ready.ms, ready.answer))
+        elif ready is not None:
+            self.emit(AppNotReady(app.pid, generation, ready.reason))
         timing = f"build {build_ms:.0f} ms" if self.config.build.cmd else "no build"
         if warm is not None:  # warm: forked from the zygote; cold: a new interpreter
             timing = f"{'warm' if warm else 'cold'}, {timing}"
-        if ready_ms is not None:
+        if isinstance(ready, Ready):
             self.console.runner(
-                f"pid {app.pid} ready in {ready_ms:.0f} ms ({timing}, "
+                f"pid {app.pid} ready in {ready.ms:.0f} ms ({timing}, "
                 f"total {_ms_since(started):.0f} ms)"
             )
+            self.console.debug(f"pid {app.pid} {ready.answer} ({ready.requests} request(s))")
         else:
             self.console.runner(
                 f"started pid {app.pid} in {_ms_since(spawn_start):.0f} ms ({timing})"
             )
-
-    @property
-    def _probes_readiness(self) -> bool:
-        return bool(self.config.build.ready_url or self.config.proxy.app_port)
 
     async def _watch_exit(self, app: AppHandle, env: Mapping[str, str]) -> None:
         started = time.perf_counter()

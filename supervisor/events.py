@@ -35,6 +35,7 @@ class AppReady:
     pid: int
     generation: int
     ms: float
+    answer: str = ""  # what it answered: "answered 404 at /"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class AppNotReady:
 
     pid: int
     generation: int
+    reason: str = ""  # what it did instead: "answered 503 at /health ..."
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,27 @@
 """``pyair init``: detect the app in the current directory and write a commented ``.air.toml``.
 
     $ pyair init
-    detected a Flask app in app.py: wrote .air.toml
-      runs       python -m flask --app app run --port 5000
-      ready      when http://127.0.0.1:5000/ answers 2xx/3xx
+    detected a Flask app in flaskr/__init__.py: wrote .air.toml
+      runs       python -m flask --app flaskr run --debug --port 5001
+      open       http://127.0.0.1:5000/ (live reload; the app itself listens on port 5001)
+      ready      when port 5001 answers HTTP (any status)
       templates  swapped in the running app, no restart
 
-Detected, in this order: Django (``manage.py``); in ``app.py``, ``main.py``, ``server.py``,
+Detected, in this order: Django (``manage.py`` at the root or one level down, as
+``django-admin startproject`` makes it); in ``app.py``, ``main.py``, ``server.py``,
 ``asgi.py``, ``wsgi.py``: FastAPI/Starlette (run by uvicorn, unless the module runs itself),
-aiohttp, Flask (``flask run``, unless it calls ``app.run()``), any other Python script; then a
-Node.js app (``package.json``'s main, ``server.js``, ``index.js``, ``app.js``). The port is
-``--port``, else read from the source (``$PORT`` with its default, ``port=8080``,
-``listen(3000)``), else the framework's default; a ``$PORT`` the app reads goes into ``[env]``.
-It never overwrites an existing file.
+aiohttp, Flask (``flask run``, an app factory ``create_app`` too, unless it calls
+``app.run()``), any other Python script; then a package of the root (``flaskr/__init__.py``
+with ``create_app``, ``app/main.py`` with ``app = FastAPI()``, or ``.flaskenv``'s
+``FLASK_APP``); then a Node.js app (``package.json``'s main, ``server.js``, ``index.js``,
+``app.js``).
+
+Ports: the page you open is pyair's live-reload proxy, on the port you would open without
+pyair (``--port``, else the framework's: Flask 5000, FastAPI/Django 8000, aiohttp 8080, Node
+3000); the app listens on the next one up (``--app-port`` to pick it). An app that hard-codes
+its port in the source keeps it, and the proxy takes the next one up. Readiness needs no URL:
+the app is up at its first HTTP answer on its port, whatever the status. It never overwrites
+an existing file.
 """
 
 from __future__ import annotations
@@ -28,18 +37,25 @@ from pathlib import Path
 from .errors import ConfigError
 
 PYTHON_ENTRIES = ("app.py", "main.py", "server.py", "asgi.py", "wsgi.py")
+PACKAGE_ENTRIES = ("__init__.py", "main.py", "app.py", "asgi.py", "wsgi.py")
 NODE_ENTRIES = ("server.js", "index.js", "app.js", "main.js")
+DEFAULT_PORTS = {"Flask": 5000, "FastAPI": 8000, "Starlette": 8000, "Django": 8000}
+DEFAULT_PORTS |= {"aiohttp": 8080, "Node.js": 3000}
+# Directories that never hold the app (a venv, tests, the build's output).
+SKIPPED_DIRS = frozenset({"tests", "test", "docs", "node_modules", "venv", "env", "build", "dist"})
+SKIPPED_DIRS |= {"site-packages", "__pycache__", "tmp", "static", "templates", "migrations"}
 
 
 @dataclass(frozen=True)
 class Detected:
     kind: str  # "Django", "Flask", "FastAPI", "Starlette", "aiohttp", "Python script", "Node.js"
-    entry: str  # the file it was found in
+    entry: str  # the file it was found in (root-relative)
     command: str  # the full_bin line
     templates: bool  # a templates/ directory exists (Django: always assumed)
     port: int | None = None  # where the app listens, if known
     port_env: bool = False  # the app reads $PORT: [env] PORT is written
     notes: tuple[str, ...] = ()
+    proxy_port: int | None = None  # where the browser goes: pyair's live-reload proxy
 
     @property
     def python(self) -> bool:
@@ -52,9 +68,23 @@ class Detected:
             return "a Python script"
         return f"{'an' if self.kind[0] in 'aeiouAEIOU' else 'a'} {self.kind} app"
 
-    @property
-    def ready_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/" if self.port else ""
+
+@dataclass(frozen=True)
+class Ports:
+    """``pyair init --port`` (the page's) and ``--app-port`` (the app's), as given."""
+
+    browser: int | None = None
+    app: int | None = None
+
+    def chosen(self, kind: str) -> tuple[int, int]:
+        """(the proxy's port, the app's) for an app whose port the command sets."""
+        browser = self.browser or DEFAULT_PORTS.get(kind, 8000)
+        return browser, self.app or browser + 1
+
+    def around(self, fixed: int) -> tuple[int, int]:
+        """(the proxy's port, the app's) for an app whose source fixes its port."""
+        browser = self.browser if self.browser and self.browser != fixed else fixed + 1
+        return browser, fixed
 
 
 def _read(path: Path) -> str:
@@ -91,36 +121,132 @@ def _has_templates(root: Path) -> bool:
     return (root / "templates").is_dir() or any(root.glob("*/templates"))
 
 
-def _python_app(root: Path, name: str, port: int | None) -> Detected:
+_ASGI = re.compile(r"^(\w+)\s*(?::\s*\w+\s*)?=\s*(FastAPI|Starlette)\(", re.MULTILINE)
+_FLASK_IMPORT = re.compile(r"^\s*(from|import)\s+flask\b", re.MULTILINE)
+_FACTORY = re.compile(r"^def\s+(create_app|make_app)\s*\(", re.MULTILINE)
+_RUNS_ITSELF = re.compile(r"""__name__\s*==\s*["']__main__["']""")
+
+
+def _self_chosen(
+    kind: str, found_port: int | None, port_env: bool, ports: Ports
+) -> tuple[int, int] | None:
+    """(the proxy's port, the app's) for an app that runs itself, None when it has none.
+
+    One that reads ``$PORT`` gets it from ``[env]``, so pyair chooses; one that names its port
+    (or listens on its framework's default) keeps it, and the proxy takes the next one up.
+    """
+    if port_env:
+        browser = ports.browser or found_port or DEFAULT_PORTS.get(kind, 8000)
+        return browser, ports.app or browser + 1
+    fixed = found_port or (DEFAULT_PORTS.get(kind) if kind != "Python script" else None)
+    return ports.around(fixed) if fixed is not None else None
+
+
+def _served_by_command(
+    kind: str, entry: str, command: str, templates: bool, ports: Ports
+) -> Detected:
+    """An app whose port is on the command line pyair writes: the proxy goes in front."""
+    browser, app = ports.chosen(kind)
+    return Detected(kind, entry, command.format(port=app), templates, app, proxy_port=browser)
+
+
+def _flask_command(target: str) -> str:
+    # --debug: the debugger, as Flask's tutorial runs it; pyair's agent switches its reloader off
+    return f"python -m flask --app {target} run --debug --port {{port}}"
+
+
+def _python_app(root: Path, name: str, ports: Ports) -> Detected:
     source = _read(root / name)
     module = name[:-3]
     templates = _has_templates(root)
-    runs_itself = re.search(r"""__name__\s*==\s*["']__main__["']""", source) is not None
+    runs_itself = _RUNS_ITSELF.search(source) is not None
     found_port, port_env = _source_port(source) if runs_itself else (None, False)
-    chosen = port or found_port
 
-    def script(kind: str, default: int | None, *notes: str) -> Detected:
-        return Detected(kind, name, f"python {name}", templates, chosen or default, port_env, notes)
+    def script(kind: str, *notes: str) -> Detected:
+        found = _self_chosen(kind, found_port, port_env, ports)
+        if found is None:
+            return Detected(kind, name, f"python {name}", templates, None, False, notes)
+        browser, app = found
+        return Detected(kind, name, f"python {name}", templates, app, port_env, notes, browser)
 
-    asgi = re.search(r"^(\w+)\s*(?::\s*\w+\s*)?=\s*(FastAPI|Starlette)\(", source, re.MULTILINE)
+    asgi = _ASGI.search(source)
     if asgi and not runs_itself:
-        listen = port or 8000
-        command = f"python -m uvicorn {module}:{asgi.group(1)} --port {listen}"
-        return Detected(asgi.group(2), name, command, templates, listen)
+        command = f"python -m uvicorn {module}:{asgi.group(1)} --port {{port}}"
+        return _served_by_command(asgi.group(2), name, command, templates, ports)
     if asgi:
-        reload = ("uvicorn.run(..., reload=True) starts uvicorn's own reloader: drop it",)
-        return script(asgi.group(2), 8000, *(reload if "reload=True" in source else ()))
+        reload = ("uvicorn.run(..., reload=True): pyair's agent switches that reloader off",)
+        return script(asgi.group(2), *(reload if "reload=True" in source else ()))
     if re.search(r"^\s*(from|import)\s+aiohttp\b", source, re.MULTILINE):
-        return script("aiohttp", 8080)
-    if re.search(r"^\s*(from|import)\s+flask\b", source, re.MULTILINE):
+        return script("aiohttp")
+    if _FLASK_IMPORT.search(source):
         if not runs_itself:
-            listen = port or 5000
-            command = f"python -m flask --app {module} run --port {listen}"
-            return Detected("Flask", name, command, True, listen)
+            return _served_by_command("Flask", name, _flask_command(module), True, ports)
         reloader = "debug=True" in source and "use_reloader=False" not in source
-        note = "app.run(debug=True) starts Werkzeug's reloader: add use_reloader=False"
-        return script("Flask", 5000, *((note,) if reloader else ()))
-    return script("Python script", None)
+        note = "app.run(debug=True): pyair's agent switches Werkzeug's reloader off"
+        return script("Flask", *((note,) if reloader else ()))
+    return script("Python script")
+
+
+def _candidate_dirs(root: Path) -> list[Path]:
+    """The root's subdirectories that may hold the app (not hidden, not a venv or tests)."""
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return []
+    return [
+        entry
+        for entry in entries
+        if entry.is_dir()
+        and not entry.name.startswith((".", "_"))
+        and entry.name not in SKIPPED_DIRS
+        and not (entry / "pyvenv.cfg").exists()
+    ]
+
+
+def _django(root: Path, ports: Ports) -> Detected | None:
+    """``manage.py`` at the root, or one level down (``django-admin startproject mysite``)."""
+    found = [root / "manage.py"] + [d / "manage.py" for d in _candidate_dirs(root)]
+    manage = next((path for path in found if path.is_file()), None)
+    if manage is None:
+        return None
+    entry = manage.relative_to(root).as_posix()
+    command = f"python {entry} runserver 127.0.0.1:{{port}} --noreload"
+    return _served_by_command("Django", entry, command, True, ports)
+
+
+def _flaskenv_app(root: Path) -> str | None:
+    """``FLASK_APP`` from ``.flaskenv`` / ``.env``: what ``flask run`` would load."""
+    for name in (".flaskenv", ".env"):
+        found = re.search(r"^\s*FLASK_APP\s*=\s*['\"]?([\w.:()]+)", _read(root / name), re.M)
+        if found:
+            return found.group(1)
+    return None
+
+
+def _package_app(root: Path, ports: Ports) -> Detected | None:
+    """A package of the root that holds the app: Flask's ``create_app`` (the tutorial's
+    ``flaskr``), or ``app = FastAPI()`` in ``app/main.py`` or a package's ``__init__``."""
+    flask_app = _flaskenv_app(root)
+    if flask_app is not None:
+        entry = ".flaskenv" if (root / ".flaskenv").is_file() else ".env"
+        return _served_by_command("Flask", entry, _flask_command(flask_app), True, ports)
+    for package in _candidate_dirs(root):
+        if not (package / "__init__.py").is_file():
+            continue
+        templates = _has_templates(root) or _has_templates(package)
+        for name in PACKAGE_ENTRIES:
+            source = _read(package / name)
+            if not source:
+                continue
+            entry = f"{package.name}/{name}"
+            dotted = package.name if name == "__init__.py" else f"{package.name}.{name[:-3]}"
+            asgi = _ASGI.search(source)
+            if asgi:
+                command = f"python -m uvicorn {dotted}:{asgi.group(1)} --port {{port}}"
+                return _served_by_command(asgi.group(2), entry, command, templates, ports)
+            if _FLASK_IMPORT.search(source) and (_FACTORY.search(source) or "Flask(" in source):
+                return _served_by_command("Flask", entry, _flask_command(dotted), True, ports)
+    return None
 
 
 def _node_entry(root: Path) -> str | None:
@@ -138,29 +264,35 @@ def _node_entry(root: Path) -> str | None:
     return next((name for name in NODE_ENTRIES if (root / name).is_file()), None)
 
 
-def detect(root: Path, port: int | None = None) -> Detected | None:
-    """What kind of app lives in ``root``, and the command that runs it (``port``: --port)."""
-    if (root / "manage.py").is_file():
-        listen = port or 8000
-        command = f"python manage.py runserver 127.0.0.1:{listen} --noreload"
-        return Detected("Django", "manage.py", command, True, listen)
+def detect(root: Path, port: int | None = None, app_port: int | None = None) -> Detected | None:
+    """What kind of app lives in ``root``, and the command that runs it.
+
+    ``port``: ``--port``, the port the browser opens (pyair's proxy); ``app_port``:
+    ``--app-port``, where the app listens (default: the next one up).
+    """
+    ports = Ports(port, app_port)
+    django = _django(root, ports)
+    if django is not None:
+        return django
     for name in PYTHON_ENTRIES:
         if (root / name).is_file():
-            return _python_app(root, name, port)
+            return _python_app(root, name, ports)
+    package = _package_app(root, ports)
+    if package is not None:
+        return package
     entry = _node_entry(root)
     if entry is not None:
         found_port, port_env = _source_port(_read(root / entry))
-        return Detected(
-            "Node.js", entry, f"node {entry}", False, port or found_port or 3000, port_env
-        )
+        browser, app = _self_chosen("Node.js", found_port, port_env, ports) or (None, None)
+        return Detected("Node.js", entry, f"node {entry}", False, app, port_env, (), browser)
     return None
 
 
 _COMMAND_NOTES = {
-    "Django": "--noreload: pyair is the reloader (Django's would fork a second process).",
-    "Flask": "No --debug: pyair restarts the app; Werkzeug's reloader would add a process.",
-    "FastAPI": "No --reload: pyair is the reloader; uvicorn's would add a process.",
-    "Starlette": "No --reload: pyair is the reloader; uvicorn's would add a process.",
+    "Django": "--noreload: pyair is the reloader (without it pyair's agent switches Django's off).",
+    "Flask": "--debug keeps Werkzeug's debugger; pyair's agent switches its reloader off.",
+    "FastAPI": "No --reload needed: pyair is the reloader (its agent switches uvicorn's off).",
+    "Starlette": "No --reload needed: pyair is the reloader (its agent switches uvicorn's off).",
     "Node.js": "pyair runs any command: node, npm start, a compiled binary.",
 }
 
@@ -189,14 +321,15 @@ def render(found: Detected) -> str:
     if found.kind in _COMMAND_NOTES:
         lines.append(f"# {_COMMAND_NOTES[found.kind]}")
     lines.append(f'full_bin = "{found.command}"')
-    lines.append(
-        "# Ready when this URL answers 2xx/3xx: pyair logs it, `pyair smoke` waits for it."
-    )
-    if found.ready_url:
-        lines.append(f'ready_url = "{found.ready_url}"')
+    if found.port:
+        lines += [
+            "# Ready at the app's first HTTP answer on [proxy] app_port, whatever its status",
+            "# (a 404 at / is an app that is up). For an app that needs one page to answer",
+            "# 2xx/3xx first, set it here:",
+        ]
     else:
         lines.append("# Set it to where your app answers; `pyair smoke` needs it (or --url).")
-        lines.append('# ready_url = "http://127.0.0.1:8000/"')
+    lines.append(f'# ready_url = "http://127.0.0.1:{found.port or 8000}/healthz"')
     lines.append('ready_timeout = "15s"' if found.kind == "Django" else 'ready_timeout = "10s"')
     if found.python:
         lines += [
@@ -237,6 +370,17 @@ def render(found: Detected) -> str:
         ]
     if found.port_env and found.port:
         lines += ["", "[env]", "# The app reads its port from $PORT.", f'PORT = "{found.port}"']
+    if found.port and found.proxy_port:
+        lines += [
+            "",
+            "[proxy]",
+            f"# Open http://127.0.0.1:{found.proxy_port}/: pages update in place, CSS without a",
+            "# reload, errors as an overlay, requests held while the app restarts.",
+            "enabled = true",
+            f"proxy_port = {found.proxy_port}",
+            "# The app listens here; readiness and the proxy talk to it on this port.",
+            f"app_port = {found.port}",
+        ]
     lines += ["", "[log]", "time = false", "", "[misc]", "clean_on_exit = false", ""]
     lines += _COMPANIONS_EXAMPLE
     return "\n".join(lines)
@@ -268,31 +412,49 @@ _COMPANIONS_EXAMPLE = [
 ]
 
 
+def _port_option(value: int | None, option: str) -> None:
+    if value is not None and not 0 < value < 65536:
+        raise ConfigError(f"{option}: {value} is not a TCP port", hint="give 1 to 65535")
+
+
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="pyair init", description=__doc__.splitlines()[0])
     parser.add_argument("-c", "--config", type=Path, default=Path(".air.toml"))
-    parser.add_argument("--port", type=int, help="the port the app listens on (default: detected)")
+    parser.add_argument(
+        "--port", type=int, help="the port you open in the browser (default: the framework's)"
+    )
+    parser.add_argument(
+        "--app-port", type=int, help="the port the app listens on (default: --port + 1)"
+    )
     args = parser.parse_args(list(argv))
     target: Path = args.config
     if target.exists():
         raise ConfigError(
             f"{target} already exists", path=target, hint="remove it first to write a new one"
         )
-    if args.port is not None and not 0 < args.port < 65536:
-        raise ConfigError(f"--port: {args.port} is not a TCP port", hint="give 1 to 65535")
+    _port_option(args.port, "--port")
+    _port_option(args.app_port, "--app-port")
+    if args.port is not None and args.port == args.app_port:
+        raise ConfigError(
+            f"--port and --app-port are both {args.port}", hint="the proxy needs its own port"
+        )
     root = Path.cwd()
-    found = detect(root, args.port)
+    found = detect(root, args.port, args.app_port)
     if found is None:
         raise ConfigError(
             f"no app found in {root} (looked for manage.py, {', '.join(PYTHON_ENTRIES)}, "
-            "package.json)",
+            "a package with create_app or FastAPI(), package.json)",
             hint="write .air.toml by hand with [build] full_bin, or cd to your project",
         )
     target.write_text(render(found), encoding="utf-8")
     say = [f"detected {found.label} in {found.entry}: wrote {target}"]
     say.append(f"  runs       {found.command}")
-    if found.ready_url:
-        say.append(f"  ready      when {found.ready_url} answers 2xx/3xx")
+    if found.port and found.proxy_port:
+        say.append(
+            f"  open       http://127.0.0.1:{found.proxy_port}/ (live reload; the app itself "
+            f"listens on port {found.port})"
+        )
+        say.append(f"  ready      when port {found.port} answers HTTP (any status)")
     else:
         say.append("  ready      unknown: set [build] ready_url (pyair smoke needs it)")
     if found.port_env:

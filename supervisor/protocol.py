@@ -11,12 +11,17 @@ bytes of UTF-8 JSON; on the control socket it holds one object with a ``"type"``
 Messages (``PROTOCOL_VERSION`` = 1)::
 
     hello  agent -> pyair  {"type": "hello", "v": 1, "pid": 123, "engines": ["jinja2"]}
-    swap   pyair -> agent  {"type": "swap", "id": 7, "paths": ["/abs/page.html"]}
+    swap   pyair -> agent  {"type": "swap", "id": 7, "paths": ["/abs/page.html"],
+                            "sources": {"/abs/page.html": "<p>{{ last good text }}</p>"}}
+                           # sources (optional): the last text of each file that compiled,
+                           # what keeps serving where the new text does not
     ack    agent -> pyair  {"type": "ack", "id": 7, "ok": true, "names": ["page.html"], "ms": 1.2,
                             "error": null, "unclaimed": []}
                            error: {"file": "/abs/page.html", "line": 3, "message": "...",
                                    "internal": false}   # internal: the agent failed, not the
                                                         # template (optional, default false)
+    note   agent -> pyair  {"type": "note", "text": "Werkzeug's reloader is off: ..."}
+                           # something pyair -d shows (once per text)
     ping   either way      {"type": "ping", "id": 1}
     pong   either way      {"type": "pong", "id": 1}
     modules agent -> pyair {"type": "modules", "pid": 123, "names": ["flask", ...],
@@ -65,6 +70,7 @@ __all__ = [
     "encode",
     "hello",
     "modules",
+    "note",
     "ping",
     "pong",
     "swap",
@@ -78,8 +84,15 @@ def hello(pid: int, engines: list[str]) -> Message:
     return {"type": "hello", "v": PROTOCOL_VERSION, "pid": pid, "engines": list(engines)}
 
 
-def swap(msg_id: int, paths: list[str]) -> Message:
-    return {"type": "swap", "id": msg_id, "paths": list(paths)}
+def swap(msg_id: int, paths: list[str], sources: dict[str, str] | None = None) -> Message:
+    msg: Message = {"type": "swap", "id": msg_id, "paths": list(paths)}
+    if sources:
+        msg["sources"] = dict(sources)
+    return msg
+
+
+def note(text: str) -> Message:
+    return {"type": "note", "text": text}
 
 
 def ack(
@@ -150,6 +163,11 @@ def validate(msg: object) -> Message:
     elif kind == "swap":
         _need(msg, "id", _is_int(msg.get("id")))
         _need(msg, "paths", _is_str_list(msg.get("paths")))
+        sources = msg.get("sources", {})
+        _need(msg, "sources", type(sources) is dict)
+        _need(msg, "sources", all(type(v) is str for v in sources.values()))
+    elif kind == "note":
+        _need(msg, "text", type(msg.get("text")) is str)
     elif kind == "ack":
         _need(msg, "id", _is_int(msg.get("id")))
         _need(msg, "ok", type(msg.get("ok")) is bool)

@@ -6,7 +6,7 @@
     result = await runtime.run_step("make", env)     # a StepResult; output streamed to the console
     app, warm = await runtime.start_app(env, generation=1)
     worker = await runtime.start_process(config.process[0], generation=1)   # output prefixed
-    ms = await runtime.wait_ready(app)               # None: no probe configured, or not in time
+    ready = await runtime.wait_ready(app)            # Ready / NotReady; None: nothing to probe
     swap = await runtime.swap(["/app/templates/page.html"], timeout_ms=1000)
 
 :class:`~supervisor.engine.Engine` decides what happens (restart, swap, keep the old app) and
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import http.client
 import os
 import re
 import secrets
@@ -35,8 +34,6 @@ import shutil
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -46,6 +43,7 @@ from anyio.abc import TaskStatus
 
 from .agent import ENV_VAR as AGENT_ENV
 from .agent import bootstrap_dir
+from .childside import ROOT_ENV, TEMPLATE_EXT_ENV
 from .config import AppCommand, Config, ProcessConfig, child_environment
 from .console import Console
 from .control import ControlServer, SwapResult
@@ -60,6 +58,8 @@ from .process import (
     pump_lines,
     run_step,
 )
+from .readiness import NotReady, Ready, probe_target, wait_ready
+from .sources import LastGood
 from .zygote import Preloader
 
 __all__ = [
@@ -69,8 +69,6 @@ __all__ = [
     "source_excerpt",
     "without_shell",
 ]
-
-READY_POLL_S = 0.005  # between two readiness probes
 
 
 class LocalRuntime:
@@ -88,6 +86,7 @@ class LocalRuntime:
             is_member=self._in_app_tree, log=console.debug, on_modules=self._on_modules
         )
         self.preloader: Preloader | None = None  # warm restarts ([build] preload)
+        self.last_good = LastGood(config)  # what keeps serving when a template breaks
         self._leader: AppProcess | None = None  # the app started last
         self._tg: anyio.abc.TaskGroup | None = None  # reads the extra processes' output
 
@@ -113,6 +112,7 @@ class LocalRuntime:
                     ) from None
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
+                    tg.start_soon(self._remember_templates, name="templates")
                     self.preloader = self._preloader()
                     if self.preloader is not None:
                         await tg.start(self.preloader.run, name="preloader")
@@ -122,6 +122,10 @@ class LocalRuntime:
             guardian.close(kill_tree=True)
             if self.config.misc.clean_on_exit:
                 shutil.rmtree(self.config.tmp_path, ignore_errors=True)
+
+    async def _remember_templates(self) -> None:
+        kept = await anyio.to_thread.run_sync(self.last_good.remember_all, abandon_on_cancel=True)
+        self.console.debug(f"templates: kept the text of {kept} template file(s)")
 
     def _preloader(self) -> Preloader | None:
         """Warm restarts for a Python app command, unless ``[build] preload = false``."""
@@ -196,7 +200,7 @@ class LocalRuntime:
         app: AppProcess | None = None
         if self.preloader is not None:
             leader = await self.preloader.start(
-                command, cwd=self.config.root, env=app_env, token=token
+                command, cwd=self.config.root, env=app_env, token=token, wait=generation > 1
             )
             if leader is not None:
                 app = AppProcess(leader, command, token)
@@ -215,6 +219,8 @@ class LocalRuntime:
         """The app's environment plus what loads the template agent inside Python apps."""
         with_agent = dict(env)
         with_agent[AGENT_ENV] = self.control.path
+        with_agent[ROOT_ENV] = str(self.config.root)
+        with_agent[TEMPLATE_EXT_ENV] = ",".join(self.config.templates.include_ext)
         existing = with_agent.get("PYTHONPATH")
         bootstrap = str(bootstrap_dir())
         with_agent["PYTHONPATH"] = bootstrap + (os.pathsep + existing if existing else "")
@@ -242,34 +248,34 @@ class LocalRuntime:
                 self._tg.start_soon(pump_lines, stream, show, name=f"{process.name} output")
         return proc
 
-    async def wait_ready(self, app: Leader) -> float | None:
-        """Milliseconds until the app answers (ready_url or app_port), None if not configured.
+    async def wait_ready(self, app: Leader) -> Ready | NotReady | None:
+        """Until the app answers (see :mod:`supervisor.readiness`); None: nothing to probe.
 
-        None too when it did not answer within ``ready_timeout`` (said on the console) or
-        exited first.
+        NotReady (said on the console) when it did not within ``ready_timeout``, or exited.
         """
-        url = self.config.build.ready_url
-        port = self.config.proxy.app_port
-        if not url and not port:
+        target = probe_target(self.config)
+        if target is None:
             return None
-        start = time.perf_counter()
-        with anyio.move_on_after(self.config.build.ready_timeout / 1000):
-            while app.returncode is None:
-                if await anyio.to_thread.run_sync(_probe, url, port):
-                    return (time.perf_counter() - start) * 1000
-                await anyio.sleep(READY_POLL_S)
-        if app.returncode is None:
-            self.console.warning(
-                f"pid {app.pid} not ready after {self.config.build.ready_timeout} ms "
-                f"({url or f'port {port}'})"
-            )
-        return None
+        timeout_ms = self.config.build.ready_timeout
+        result = await wait_ready(
+            target, alive=lambda: app.returncode is None, timeout_s=timeout_ms / 1000
+        )
+        if isinstance(result, NotReady) and not result.exited:
+            self.console.warning(f"pid {app.pid} not ready after {timeout_ms} ms: {result.reason}")
+        return result
 
     # -- templates --------------------------------------------------------------------------
 
     async def swap(self, paths: Sequence[str], timeout_ms: int) -> SwapResult:
-        """Ask the agent in the app to swap these templates; never raises."""
-        return await self.control.swap(list(paths), timeout_ms=timeout_ms)
+        """Ask the agents in the app to swap these templates; never raises.
+
+        The last good text of each file goes along: what keeps serving if the new one breaks.
+        """
+        fallbacks, now = self.last_good.for_swap(paths)  # a few small files: no thread hop
+        result = await self.control.swap(list(paths), timeout_ms=timeout_ms, sources=fallbacks)
+        if result.ok:
+            self.last_good.compiled(now)
+        return result
 
     @property
     def agent_pid(self) -> int | None:
@@ -342,24 +348,3 @@ def source_excerpt(file: str | None, line: int | None, context: int = 2) -> list
         f"{'>' if number == line else ' '} {number:>4} | {lines[number - 1]}"
         for number in range(first, last + 1)
     ]
-
-
-def _probe(url: str, port: int) -> bool:
-    if url:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                return 200 <= int(response.status) < 400
-        except urllib.error.HTTPError as exc:
-            return 200 <= exc.code < 400
-        except (OSError, ValueError):
-            return False
-    # the port accepting is not enough: a server can listen before it can answer
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-    try:
-        conn.request("GET", "/", headers={"User-Agent": "pyair-ready-probe"})
-        conn.getresponse().close()
-        return True
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()

@@ -13,8 +13,10 @@ The engine runs in this process; an observer queues its events, and each step wa
 events that prove it, with a deadline (``--timeout``, per step):
 
 1. build: ``pre_cmd`` and ``cmd`` succeed (``BuildFailed`` fails it).
-2. ready: the app answers its ``ready_url`` with 2xx/3xx, or ``[proxy] app_port`` accepts
-   (``AppReady``; ``AppExited``, ``AppNotReady`` or the deadline fail it).
+2. ready: the app answers its ``ready_url`` with 2xx/3xx, or answers HTTP at all on its port
+   (``[proxy] app_port``, ``PORT`` in ``[env]``, the command's ``--port``; see
+   :mod:`supervisor.readiness`) (``AppReady``; ``AppExited``, ``AppNotReady`` or the deadline
+   fail it).
 2b. procs, when the config has ``[[process]]`` entries: each one started and is still running
    a moment later (``ProcessStarted``; a ``ProcessExited`` fails it).
 3. swap, when a watched template exists: a comment is appended to it; ``TemplatesSwapped``
@@ -49,7 +51,7 @@ from pathlib import Path
 import anyio
 
 from .classify import Change, classify
-from .config import ALWAYS_EXCLUDED_DIRS, Config, find_config, load_config
+from .config import Config, find_config, load_config
 from .console import Console
 from .engine import Engine
 from .errors import ConfigError, PyairError
@@ -68,14 +70,16 @@ from .events import (
     TemplatesSwapped,
 )
 from .process import GIVE_UP_S, adopt_orphans, child_pids, command_line, kill_processes, tree_pids
+from .readiness import probe_target
 from .runtime import LocalRuntime
+from .sources import project_files
 from .watcher import build_filter
 
 DEFAULT_TIMEOUT_S = 30.0
+VERDICT_GRACE_S = 1.0  # the ready step waits this much past --timeout for the engine's verdict
 AGENT_WAIT_S = 5.0  # how long the swap step waits for the app's template agent to say hello
 ALIVE_S = 1.0  # the processes step: each one must still run this long after its start
 POLL_S = 0.02  # while leftovers are being killed
-WALK_LIMIT = 20_000  # files looked at when picking a template and a source file
 EXIT_INTERRUPTED = 130
 
 # What is appended to a touched file, by extension: a comment that keeps the file valid.
@@ -161,30 +165,6 @@ class TouchedFiles:
 # --------------------------------------------------------------------------- what to touch
 
 
-def _walk(config: Config) -> Iterator[Path]:
-    """Files under root, templates/ directories first, skipping what is never watched."""
-    root = config.root
-    skipped = {os.path.normpath(d) for d in (*config.build.exclude_dir, config.tmp_dir) if d}
-    seen = 0
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel = os.path.relpath(dirpath, root)
-        dirnames[:] = sorted(
-            (
-                name
-                for name in dirnames
-                if not name.startswith(".")
-                and name not in ALWAYS_EXCLUDED_DIRS
-                and os.path.normpath(os.path.join(rel, name)) not in skipped
-            ),
-            key=lambda name: (name != "templates", name),
-        )
-        for name in sorted(filenames):
-            seen += 1
-            if seen > WALK_LIMIT:
-                return
-            yield Path(dirpath, name)
-
-
 def _command_files(config: Config) -> Iterator[Path]:
     """Files the app command names: ``app.py``, ``server.js``, ``main:app``, ``--app app``."""
     try:
@@ -233,7 +213,7 @@ def pick_files(config: Config) -> tuple[Path | None, Path | None]:
         None,
     )
     template = None
-    for path in _walk(config):
+    for path in project_files(config):
         if not watched(path):
             continue
         action = _action(path, config)
@@ -340,7 +320,7 @@ class Smoke:
         self.files = TouchedFiles()
         self.report = Report(
             config=str(config.source) if config.source else None,
-            ready=config.build.ready_url or f"on port {config.proxy.app_port}",
+            ready=target.where if (target := probe_target(config)) is not None else "",
         )
         self._send, self._events = anyio.create_memory_object_stream[tuple[float, Event]](math.inf)
         self._stop_sent = False
@@ -415,7 +395,9 @@ class Smoke:
         else:
             self._skip("build", "no [build] cmd or pre_cmd")
             self._begin("ready", self._started)
-        deadline = self._deadline()
+        # the engine's own verdict (its ready_timeout is --timeout too) says what the app did:
+        # give it the time to arrive before this deadline speaks
+        deadline = self._deadline() + VERDICT_GRACE_S
         while True:
             got = await self._next(deadline)
             if got is None:
@@ -439,13 +421,13 @@ class Smoke:
                 self._end("ok", "pre_cmd and cmd succeeded")
                 self._begin("ready", at)
             elif isinstance(event, AppReady):
-                self._end("ok", f"pid {event.pid} answers {self.report.ready}")
+                self._end("ok", f"pid {event.pid} {event.answer or 'answers ' + self.report.ready}")
                 return True
             elif isinstance(event, AppNotReady):
                 self._end(
                     "fail",
-                    f"pid {event.pid} did not answer {self.report.ready} within "
-                    f"{self.config.build.ready_timeout / 1000:g} s",
+                    f"pid {event.pid} was not ready within "
+                    f"{self.config.build.ready_timeout / 1000:g} s: {event.reason}",
                 )
                 return False
             elif isinstance(event, AppExited):
@@ -543,8 +525,8 @@ class Smoke:
             elif isinstance(event, AppNotReady):
                 self._end(
                     "fail",
-                    f"after {rel} changed, pid {event.pid} did not answer "
-                    f"{self.report.ready} within {self.config.build.ready_timeout / 1000:g} s",
+                    f"after {rel} changed, pid {event.pid} was not ready within "
+                    f"{self.config.build.ready_timeout / 1000:g} s: {event.reason}",
                 )
                 return
             elif isinstance(event, AppExited):
@@ -776,11 +758,12 @@ def main(argv: Sequence[str]) -> int:
     if args.url:
         overrides["build.ready_url"] = args.url
     config = load_config(path, overrides=overrides)
-    if not (config.build.ready_url or config.proxy.app_port):
+    if probe_target(config) is None:
         raise ConfigError(
             "pyair smoke needs to know when the app is ready",
             path=path,
-            hint="pass --url http://127.0.0.1:8000/, or set [build] ready_url or [proxy] app_port",
+            hint="pass --url http://127.0.0.1:8000/, set [proxy] app_port or PORT in [env], "
+            "or give the command a --port",
         )
     template, source = pick_files(config)
     template = _file_option(args.template, "--template", config, "swap") or template

@@ -18,15 +18,20 @@ imported afresh. The cost of a restart drops from "import flask, jinja2, werkzeu
 
 ``[build] preload``: ``"auto"`` (the default) preloads what the previous app process had
 imported (the agent reports ``sys.modules`` over the control socket), minus the project's own
-modules; the first start is cold, later ones warm. A list preloads those modules from the
-start. ``false`` turns it off.
+modules. The set is remembered between runs (``<tmp_dir>/pyair-preload.json``, with the
+interpreter's and the requirement files' stats): the next pyair builds its zygote from it at
+once, alongside the first (cold) start, so the first restart is warm too. A restart that comes
+while a zygote is still being built waits for it (it costs less than the cold start it
+replaces). A list preloads those modules from the start. ``false`` turns it off.
 
 Safety (Spring's and multiprocessing forkserver's lessons): the zygote never imports the
 project's modules (an import finder refuses them), and after the preload it must hold one
 thread, no socket/pipe/epoll descriptor and no asyncio loop, or pyair stays cold with a
 one-line notice. The files the zygote loaded, the library directories, the interpreter,
 ``pyvenv.cfg`` and the project's requirement files are watched: a change rebuilds the zygote
-(notice), and a restart never forks a stale one (they are checked again right before). A
+(notice), and a restart never forks a stale one (they are checked again right before). On
+Linux their directories are watched with inotify, so a waiting zygote costs no wakeup; other
+platforms check the files once a second. A
 changed environment (``.env``) rebuilds it too. The runner line says ``warm`` or ``cold``.
 
 Process tree: the zygote carries ``PYAIR_TREE=<session>/zygote-N/____`` (padded), so the guardian
@@ -43,13 +48,14 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import re
 import shutil
 import signal
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +63,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from . import childside
+from . import childside, inotify
 from .childside import CONTROL_ENV, PRELOAD_ENV, TREE_ENV, ZYGOTE_MAX_FRAME
 from .config import AppCommand, Config
 from .console import Console
@@ -66,9 +72,22 @@ PYAIR_DIR = str(Path(__file__).resolve().parent)  # pyair's own modules: never p
 ZYGOTE_MAIN = os.path.join(PYAIR_DIR, "zygote_main.py")  # the zygote's program, run by path
 BUILD_TIMEOUT_S = 60.0  # a preload that takes longer is given up (notice)
 FORK_TIMEOUT_S = 5.0
-WATCH_S = 1.0  # how often the zygote's files are checked while it waits
+WATCH_S = 1.0  # without inotify: how often the zygote's files are checked while it waits
+# a library directory's entries written, created, removed or renamed (not read or opened)
+_LIBRARY_EVENTS = (
+    inotify.CLOSE_WRITE
+    | inotify.ATTRIB
+    | inotify.MOVED_FROM
+    | inotify.MOVED_TO
+    | inotify.CREATE
+    | inotify.DELETE
+    | inotify.ONLYDIR
+)
 EXIT_POLL_S = 0.05  # a warm app whose zygote died: its exit is polled
 MAX_FAILED_STARTS = 2  # zygotes that die before they are ready: then stay cold
+BUILD_WAIT_S = 5.0  # a restart waits this long at most for a zygote being built
+MEMORY_FILE = "pyair-preload.json"  # under tmp_dir: the modules of the last run
+MEMORY_VERSION = 1
 PROJECT_FILES = ("pyproject.toml", "poetry.lock", "uv.lock", "Pipfile.lock", "requirements*.txt")
 _VOLATILE_ENV = (CONTROL_ENV, TREE_ENV)  # differ per app generation, never rebuild for them
 _PYTHON_NAME = re.compile(r"(python|pypy)(\d+(\.\d+)*)?")
@@ -447,6 +466,63 @@ class ZygoteProcess:
             await self.stream.aclose()
 
 
+# --------------------------------------------------------------------------- between runs
+
+
+class PreloadMemory:
+    """The preload set of the last run, kept in a file under ``tmp_dir``.
+
+    It holds the command, the interpreter's stat and the requirement files' stats it was
+    taken with; any of them changed, and it is not used (the zygote waits for the first app's
+    report, as on a first run).
+    """
+
+    def __init__(self, path: Path, invocation: Invocation, root: Path) -> None:
+        self.path = path
+        self.invocation = invocation
+        self.root = root
+
+    def _fingerprint(self) -> dict[str, Any]:
+        stat = _stat(self.invocation.interpreter)
+        return {
+            "version": MEMORY_VERSION,
+            "command": list(self.invocation.argv),
+            "interpreter": [self.invocation.interpreter, list(stat) if stat else None],
+            "project_files": {
+                p: list(s) if s else None for p, s in project_files(self.root).items()
+            },
+        }
+
+    def recall(self) -> tuple[list[str], str]:
+        """(the remembered modules, or [] ; why not, when not)."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return [], "nothing remembered yet"
+        except (OSError, ValueError) as exc:
+            return [], f"{self.path.name} is unreadable ({exc})"
+        if not isinstance(data, dict) or not isinstance(data.get("modules"), list):
+            return [], f"{self.path.name} is not pyair's"
+        fingerprint = self._fingerprint()
+        for key, what in (
+            ("version", "pyair's format"),
+            ("command", "the command"),
+            ("interpreter", "the interpreter"),
+            ("project_files", "the requirement files"),
+        ):
+            if data.get(key) != fingerprint[key]:
+                return [], f"{what} changed since"
+        return [str(name) for name in data["modules"]], ""
+
+    def remember(self, modules: Sequence[str]) -> None:
+        """Keep ``modules`` for the next run (atomically; a failure is only a debug line)."""
+        data = {**self._fingerprint(), "modules": list(modules)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".tmp")
+        partial.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(partial, self.path)
+
+
 # --------------------------------------------------------------------------- the preloader
 
 
@@ -478,7 +554,11 @@ class Preloader:
         self._number = 0
         self._build_wanted = anyio.Event()
         self._building = False
+        self._built = anyio.Event()  # set when the build in progress is over
+        self.memory = PreloadMemory(config.tmp_path / MEMORY_FILE, invocation, config.root)
+        self._remembered: tuple[str, ...] = ()
         self._unsafe: ZygoteProcess | None = None  # the last unsafe one: its files are watched
+        self._files_moved: anyio.Event | None = None  # set: the zygotes' files changed hands
         self._said: set[str] = set()
         self._failed_starts = 0
         self._tg: anyio.abc.TaskGroup | None = None
@@ -523,22 +603,41 @@ class Preloader:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._builder)
+                if self.auto:
+                    self._recall()
                 if self._wanted:
                     self._request_build()
                 task_status.started()
-                while True:
-                    await anyio.sleep(WATCH_S)  # poll: the library files rarely change
-                    try:
-                        await self._check_files()
-                        await self._reap_retired()
-                    except Exception as exc:  # never take the supervisor down
-                        self._give_up(exc)
+                await self._watch_files()
         finally:
             with anyio.CancelScope(shield=True):
                 for zygote in list(self.zygotes):
                     await zygote.kill()
                 self.zygotes.clear()
                 self.current = None
+
+    def _recall(self) -> None:
+        """Start from the last run's modules, when they still fit (a first restart is warm)."""
+        modules, why = self.memory.recall()
+        if not modules:
+            self.console.debug(f"preload: no modules from the last run ({why})")
+            return
+        self._remembered = tuple(modules)
+        self._wanted.update(dict.fromkeys(modules))
+        self._known.update(modules)
+        self.console.debug(
+            f"preload: building the zygote from the last run's {len(modules)} modules"
+        )
+
+    def _remember(self) -> None:
+        modules = tuple(self._wanted)
+        if not self.auto or modules == self._remembered:
+            return
+        try:
+            self.memory.remember(modules)
+            self._remembered = modules
+        except OSError as exc:
+            self.console.debug(f"preload: cannot remember the modules: {exc}")
 
     def modules_reported(self, msg: Mapping[str, Any]) -> None:
         """The app's agent reported its modules: preload the new ones in a new zygote."""
@@ -574,6 +673,8 @@ class Preloader:
                 self._give_up(exc)
             finally:
                 self._building = False
+                self._built.set()
+                self._built = anyio.Event()
 
     def _give_up(self, exc: Exception) -> None:
         """A bug of ours: say it once, start cold from now on."""
@@ -581,6 +682,7 @@ class Preloader:
         self.last_reason = f"preload failed: {exc!r}"
         self._say(f"preload: internal error ({exc!r}); restarts stay cold", warn=True)
         current, self.current = self.current, None
+        self._moved()
         if current is not None:
             if current in self.zygotes:
                 self.zygotes.remove(current)
@@ -620,7 +722,7 @@ class Preloader:
         zygote = ZygoteProcess(number, process, stream, modules, env)
         self.zygotes.append(zygote)
         assert self._tg is not None
-        self._tg.start_soon(zygote.read_loop)
+        self._tg.start_soon(self._follow, zygote)
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             await zygote.send(
                 {
@@ -639,12 +741,15 @@ class Preloader:
         if zygote.state == "ready":
             self._failed_starts = 0
             self._unsafe = None
+            self._moved()
             await self._promote(zygote, ms)
+            self._remember()
             return
         await zygote.kill()
         self.zygotes.remove(zygote)
         if zygote.state == "unsafe":
             self._unsafe = zygote
+            self._moved()
             self.last_reason = f"unsafe: {zygote.reason}"
             self._say(f"preload: restarts stay cold: {zygote.reason}", warn=True)
             return
@@ -671,14 +776,71 @@ class Preloader:
                 f"preload:   refused (project modules): {', '.join(info['refused'][:5])}"
             )
         old, self.current = self.current, zygote
+        self._moved()
         if old is not None:
             await old.retire()
 
     async def _drop_current(self, why: str) -> None:
         zygote, self.current = self.current, None
+        self._moved()
         self.last_reason = why
         if zygote is not None:
             await zygote.retire()
+
+    async def _watch_files(self) -> None:
+        """Check the zygotes' files whenever the kernel says one of their directories changed.
+
+        The set of directories follows the zygotes (``_files_moved`` is set when one is
+        promoted or found unsafe). Without inotify the files are checked every WATCH_S.
+        """
+        try:
+            kernel = inotify.Inotify()
+        except (OSError, AttributeError):  # not Linux, or no inotify instance left
+            while True:
+                await anyio.sleep(WATCH_S)  # poll: no way to be told
+                await self._checked()
+        watches: dict[str, int] = {}
+        with kernel:
+            while True:
+                self._files_moved = anyio.Event()
+                self._retarget(kernel, watches)
+                async with anyio.create_task_group() as tg:
+
+                    async def first(wait: Callable[..., Awaitable[object]], *args: Any) -> None:
+                        await wait(*args)
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(first, anyio.wait_readable, kernel.fd)
+                    tg.start_soon(first, self._files_moved.wait)
+                if kernel.read():
+                    await self._checked()
+
+    def _retarget(self, kernel: inotify.Inotify, watches: dict[str, int]) -> None:
+        """Watch exactly the directories of the current and the unsafe zygote's files."""
+        wanted = {
+            os.path.dirname(path)
+            for zygote in (self.current, self._unsafe)
+            if zygote is not None
+            for path in zygote.files
+        }
+        for directory in set(watches) - wanted:
+            kernel.rm_watch(watches.pop(directory))
+        for directory in wanted - set(watches):
+            try:
+                watches[directory] = kernel.add_watch(directory, _LIBRARY_EVENTS)
+            except OSError:  # gone, or no watch left: the check before each fork still runs
+                continue
+
+    def _moved(self) -> None:
+        """The current or the unsafe zygote changed: watch its files instead."""
+        if self._files_moved is not None:
+            self._files_moved.set()
+
+    async def _checked(self) -> None:
+        try:
+            await self._check_files()
+        except Exception as exc:  # never take the supervisor down
+            self._give_up(exc)
 
     async def _check_files(self) -> None:
         for zygote in (self.current, self._unsafe):
@@ -690,19 +852,27 @@ class Preloader:
             self._say(f"preload: {self._short(changed)} changed; rebuilding the zygote")
             if zygote is self._unsafe:
                 self._unsafe = None
+                self._moved()
                 self._said.clear()  # a new verdict deserves a new notice
             else:
                 await self._drop_current(f"{self._short(changed)} changed")
             self._request_build()
 
-    async def _reap_retired(self) -> None:
-        """Forget zygotes that exited; a ready one that died is rebuilt (a few times)."""
-        for zygote in list(self.zygotes):
-            if not zygote.closed.is_set():
-                continue
+    async def _follow(self, zygote: ZygoteProcess) -> None:
+        """Read the zygote's messages until it exits; then forget it (rebuild a ready one)."""
+        await zygote.read_loop()
+        try:
+            self._reap(zygote)
+        except Exception as exc:  # never take the supervisor down
+            self._give_up(exc)
+
+    def _reap(self, zygote: ZygoteProcess) -> None:
+        """Forget a zygote that exited; a ready one that died is rebuilt (a few times)."""
+        if zygote in self.zygotes:
             self.zygotes.remove(zygote)
             if zygote is self.current and not zygote.retired:
                 self.current = None
+                self._moved()
                 self._failed_starts += 1
                 self.last_reason = f"the zygote (pid {zygote.pid}) exited"
                 self._say(
@@ -713,11 +883,25 @@ class Preloader:
     # -- starting the app ---------------------------------------------------------------------
 
     async def start(
-        self, command: AppCommand, *, cwd: Path, env: Mapping[str, str], token: str
+        self,
+        command: AppCommand,
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        token: str,
+        wait: bool = False,
     ) -> WarmLeader | None:
         """The app's leader forked from the warm zygote, or None (then start it cold; -d says
-        why). The caller makes it an ``AppProcess`` with ``token``, as for a cold start."""
+        why). The caller makes it an ``AppProcess`` with ``token``, as for a cold start.
+
+        ``wait``: a zygote being built is waited for (up to ``BUILD_WAIT_S``): what is left of
+        its preload is less than a cold start's imports. The first start does not wait.
+        """
         try:
+            current = self.current
+            if wait and self._building and (current is None or current.state != "ready"):
+                with anyio.move_on_after(BUILD_WAIT_S):
+                    await self._built.wait()
             return await self._start(command, cwd=cwd, env=env, token=token)
         except Exception as exc:  # never keep the app from starting
             self._give_up(exc)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -82,6 +83,12 @@ class App:
                 return str(resp.read().decode())
 
         return await anyio.to_thread.run_sync(fetch)
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def child_env(control_path: str, *extra_path: str, **extra: str) -> dict[str, str]:
@@ -224,6 +231,133 @@ async def test_jinja_auto_reload_edit_with_the_same_mtime(
         assert "child v1" in await a.get("/child")  # what Jinja2 alone does
         assert (await server.swap([str(child)], timeout_ms=5000)).ok
         assert "child v2" in await a.get("/child")
+
+
+async def test_with_auto_reload_the_project_templates_wait_for_pyair(
+    server: ControlServer, tmp_path: Path
+) -> None:
+    """Jinja's own check would read a saved file at once (and a broken one would answer
+    500): under the project root, the cached template serves until pyair swaps it."""
+    root = str(tmp_path / "agent_jinja")
+    reload = {"AGENT_TEST_AUTO_RELOAD": "1", "PYAIR_ROOT": root, "PYAIR_TEMPLATE_EXT": "html"}
+    async with app("agent_jinja", tmp_path, server.path, **reload) as a:
+        await connected(server, a, "jinja2")
+        assert "child v1" in await a.get("/child")
+        child = a.edit("child.html", "child v1", "child v2")
+        assert "child v1" in await a.get("/child")  # saved, not swapped yet: still the old one
+        assert (await server.swap([child], timeout_ms=5000)).ok
+        assert "child v2" in await a.get("/child")
+
+
+async def test_templates_outside_the_project_still_auto_reload(
+    server: ControlServer, tmp_path: Path
+) -> None:
+    """A library's templates (outside the root) are not pyair's: Jinja's check stays."""
+    elsewhere = str(tmp_path / "another-project")
+    reload = {"AGENT_TEST_AUTO_RELOAD": "1", "PYAIR_ROOT": elsewhere, "PYAIR_TEMPLATE_EXT": "html"}
+    async with app("agent_jinja", tmp_path, server.path, **reload) as a:
+        await connected(server, a, "jinja2")
+        assert "child v1" in await a.get("/child")
+        a.edit("child.html", "child v1", "child v2")
+        assert "child v2" in await a.get("/child")  # no swap: Jinja re-read it
+
+
+async def test_a_template_broken_before_its_first_render_serves_its_last_good_text(
+    server: ControlServer, tmp_path: Path
+) -> None:
+    root = str(tmp_path / "agent_jinja")
+    reload = {"AGENT_TEST_AUTO_RELOAD": "1", "PYAIR_ROOT": root, "PYAIR_TEMPLATE_EXT": "html"}
+    async with app("agent_jinja", tmp_path, server.path, **reload) as a:
+        await connected(server, a, "jinja2")
+        good = a.template("child.html").read_text()
+        child = a.edit("child.html", "child v1", "child v2 {% if %}")  # never rendered yet
+        result = await server.swap([child], timeout_ms=5000, sources={child: good})
+        assert result.reason == control.TEMPLATE_ERROR and result.error is not None
+        assert result.error.file == child
+        page = await a.get("/child")
+        assert "child v1" in page and "{% if %}" not in page
+        a.edit("child.html", "child v2 {% if %}", "child v3")
+        assert (await server.swap([child], timeout_ms=5000)).ok
+        assert "child v3" in await a.get("/child")
+
+
+RELOADERS_CHECK = """
+import json, sys
+import werkzeug, werkzeug.serving, flask.cli, django.utils.autoreload as dj, uvicorn.config as uc
+calls = []
+def fake(*args, **kwargs):
+    calls.append([list(args[3:]), kwargs])
+werkzeug.serving.run_simple = werkzeug.run_simple = flask.cli.run_simple = fake
+from supervisor.agent import _reloaders, _runtime
+for module in (werkzeug.serving, dj, uc):
+    _reloaders.switch_off(module)
+werkzeug.serving.run_simple("h", 1, "app", True, True)  # as app.run() passes them
+flask.cli.run_simple("h", 1, "app", use_reloader=True, use_debugger=True)  # flask run --debug
+ran = dj.run_with_reloader(lambda *a, **k: ["inner_run", a, k], 1, use_threading=True)
+config = uc.Config("main:app", reload=True)
+print(json.dumps({
+    "calls": calls,
+    "rebound": werkzeug.run_simple is werkzeug.serving.run_simple is flask.cli.run_simple,
+    "django": ran, "uvicorn": config.should_reload, "notes": _runtime._notes,
+}))
+"""
+
+
+def test_the_frameworks_reloaders_are_switched_off_and_say_so() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", RELOADERS_CHECK],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["calls"] == [  # the debugger stays on, the reloader goes
+        [[False, True], {}],
+        [[], {"use_reloader": False, "use_debugger": True}],
+    ]
+    assert report["rebound"]  # werkzeug and flask.cli bound it at import: they got the new one
+    assert report["django"] == ["inner_run", [1], {"use_threading": True}]  # in this process
+    assert report["uvicorn"] is False
+    assert [note.split(":")[0] for note in report["notes"]] == [
+        "Werkzeug's reloader is off",
+        "Django's autoreloader is off",
+        "uvicorn's --reload is off",
+    ]
+
+
+async def test_uvicorn_stops_at_once_yet_finishes_what_is_in_flight(
+    server: ControlServer, tmp_path: Path
+) -> None:
+    """Its fixed pauses end early under the agent; its lifespan and requests still finish."""
+    where = tmp_path / "agent_uvicorn"
+    shutil.copytree(APPS / "agent_uvicorn", where)
+    port = free_tcp_port()
+    cmd = [sys.executable, "-m", "uvicorn", "main:app", "--port", str(port)]
+    env = child_env(server.path, PORT=str(port))
+    async with running(cmd, cwd=where, env=env, ready=b"PORT ") as (proc, _line):
+        assert await server.wait_for_agent(10)
+
+        def slow() -> int:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/slow", timeout=10) as resp:
+                return int(resp.status)
+
+        async with anyio.create_task_group() as tg:
+            answers: list[int] = []
+
+            async def ask() -> None:
+                answers.append(await anyio.to_thread.run_sync(slow))
+
+            tg.start_soon(ask)
+            with anyio.fail_after(10):
+                while not (where / "slow.started").exists():
+                    await anyio.sleep(0.005)  # poll
+            proc.terminate()  # while /slow is answering
+        assert answers == [200]  # the request in flight finished
+        with anyio.fail_after(10):
+            assert await proc.wait() is not None
+    assert (where / "stopped").read_text() == "lifespan shutdown ran"
 
 
 def test_jinja_loaders_overlays_and_kept_templates(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import REPO, PyairRun, free_port, stays
+from support import APPS, REPO, PyairRun, free_port, run_pyair, stays
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -267,3 +267,43 @@ def test_morph_leaves_pyair_and_script_made_nodes_alone(page: Any) -> None:
     assert page.evaluate("document.documentElement.className") == "js"
     assert page.evaluate("document.getElementById('gone')") is None
     assert page.evaluate("document.getElementById('a').textContent") == "a2"
+
+
+# --------------------------------------------------------------------------- a tutorial's app
+
+
+@pytest.fixture
+def fastapi_tutorial(tmp_path: Path) -> Iterator[Demo]:
+    """FastAPI's templates tutorial app (Jinja2Templates: auto_reload on), set up by init."""
+    project = tmp_path / "tutorial"
+    shutil.copytree(APPS / "tutorial_fastapi", project)
+    port, app_port = free_port(), free_port()
+    init = run_pyair("init", "--port", str(port), "--app-port", str(app_port), cwd=project)
+    assert init.returncode == 0, init.stderr
+    with PyairRun(project, (project / ".air.toml").read_text()) as run:
+        run.wait_for_log(r"ready in")
+        yield Demo(project, port, run)
+
+
+def test_a_tab_reloaded_while_a_template_is_broken_keeps_the_old_page_and_recovers(
+    fastapi_tutorial: Demo, page: Any
+) -> None:
+    app = fastapi_tutorial
+    page.goto(app.url + "items/7")
+    app.edit("templates/item.html", "item v1", "item v2 {% if %}")
+    page.locator("#__pyair_overlay .where").wait_for()
+    page.reload()  # what a developer does: the old page, and the overlay, not a bare 500
+    assert "item v1" in page.locator("p").inner_text()
+    where = page.locator("#__pyair_overlay .where")
+    where.wait_for()
+    assert where.inner_text() == "templates/item.html:5"
+
+    other = page.context.new_page()  # a page whose view fails, while the template is broken
+    other.goto(app.url + "boom")
+    other.locator("#__pyair_overlay .where").wait_for()
+    assert "Internal Server Error" in other.locator("body > pre").inner_text()
+
+    app.edit("templates/item.html", "item v2 {% if %}", "item v3")
+    page.wait_for_selector("#__pyair_overlay", state="detached")
+    page.wait_for_function("document.body.innerText.includes('item v3')")
+    other.wait_for_selector("#__pyair_overlay", state="detached")  # by itself, too

@@ -41,7 +41,8 @@ def test_init_detects_flask_and_refuses_to_overwrite(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert "detected a Flask app in app.py" in first.stderr
     written = (tmp_path / ".air.toml").read_text()
-    assert 'full_bin = "python -m flask --app app run --port 5000"' in written
+    assert 'full_bin = "python -m flask --app app run --debug --port 5001"' in written
+    assert "\nproxy_port = 5000\n" in written and "\napp_port = 5001\n" in written
     second = run_pyair("init", cwd=tmp_path)
     assert second.returncode == 2
     assert second.stderr.strip().endswith("already exists; remove it first to write a new one")
@@ -54,7 +55,12 @@ def test_init_config_loads_cleanly(tmp_path: Path) -> None:
     from supervisor.config import load_config
 
     config = load_config(tmp_path / ".air.toml")
-    assert config.app_command().shell == "python -m uvicorn main:app --port 8000"
+    assert config.app_command().shell == "python -m uvicorn main:app --port 8001"
+    assert (config.proxy.enabled, config.proxy.proxy_port, config.proxy.app_port) == (
+        True,
+        8000,
+        8001,
+    )
 
 
 def test_init_without_an_app_says_what_it_looked_for(tmp_path: Path) -> None:

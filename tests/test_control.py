@@ -18,7 +18,7 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from supervisor import control, protocol
-from supervisor.control import ControlServer
+from supervisor.control import ControlServer, SwapResult
 from supervisor.protocol import FrameDecoder
 
 pytestmark = pytest.mark.anyio
@@ -357,33 +357,62 @@ async def test_swap_without_agent_timeout_and_disconnect(
     assert (await srv.swap(["/t/a.html"], timeout_ms=100)).reason == control.NO_AGENT
 
 
-async def test_newest_hello_wins_and_a_disconnect_clears_it(
+async def test_every_agent_is_asked_and_the_swap_is_acked_when_all_acked(
     server: tuple[ControlServer, Log],
 ) -> None:
-    srv, _log = server
+    """Each worker of a pre-fork server has an agent: all of them swap, or the swap failed."""
+    srv, log = server
     first = await FakeAgent.connect(srv.path)
     await first.hello(["first"])
-    assert await srv.wait_for_agent(5)
     second = await FakeAgent.connect(srv.path)
     await second.hello(["second"])
-    await wait_until(lambda: srv.agent is not None and srv.agent.engines == ("second",))
+    assert await srv.wait_for_agent(5, count=2)
+    assert [info.engines for info in srv.agents] == [("first",), ("second",)]
+    assert srv.agent is not None and srv.agent.engines == ("second",)  # the newest
 
-    async def answer() -> None:
-        msg = await second.receive()
-        await second.send(protocol.ack(msg["id"], ok=True, names=["from-second"]))
+    async def answer(agent: FakeAgent, reply: str, names: list[str]) -> None:
+        msg = await agent.receive()
+        assert msg["sources"] == {"/a": "last good"}  # every agent gets the last good text
+        if reply == "ok":
+            await agent.send(protocol.ack(msg["id"], ok=True, names=names, unclaimed=["/a"]))
+        elif reply == "refuse":
+            error = {"file": "/a", "line": 2, "message": "unexpected end"}
+            await agent.send(protocol.ack(msg["id"], ok=False, error=error))
+        elif reply == "leave":
+            await agent.aclose()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(answer)
-        assert (await srv.swap(["/a"], 2000)).names == ("from-second",)
+    async def swap(first_reply: str, second_reply: str, timeout_ms: int = 2000) -> SwapResult:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(answer, first, first_reply, ["a.html"])
+            tg.start_soon(answer, second, second_reply, ["a.html", "b.html"])
+            return await srv.swap(["/a"], timeout_ms, sources={"/a": "last good"})
 
-    await first.aclose()  # not the current one: nothing changes
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(answer)
-        assert (await srv.swap(["/a"], 2000)).names == ("from-second",)
-    assert srv.agent is not None and srv.agent.engines == ("second",)
-    await second.aclose()
+    both = await swap("ok", "ok")
+    assert (both.ok, both.names, both.unclaimed) == (True, ("a.html", "b.html"), ("/a",))
+    assert both.pids == (os.getpid(), os.getpid())  # both answered (both are this process)
+
+    refused = await swap("ok", "refuse")
+    assert (refused.ok, refused.reason) == (False, control.TEMPLATE_ERROR)
+    assert refused.error == control.TemplateError("/a", 2, "unexpected end")
+
+    silent = await swap("ok", "silent", timeout_ms=100)
+    assert (silent.ok, silent.reason, silent.fallback) == (False, control.TIMEOUT, True)
+
+    gone = await swap("ok", "leave")  # a worker that went away is not waited for
+    assert (gone.ok, gone.names) == (True, ("a.html",))
+    await wait_until(lambda: len(srv.agents) == 1)
+    assert log.has("agent disconnected")
+    await first.aclose()
     await wait_until(lambda: not srv.agent_connected)
     assert await srv.wait_for_agent(0.05) is False
+
+
+async def test_a_note_is_logged_with_the_agents_pid(server: tuple[ControlServer, Log]) -> None:
+    srv, log = server
+    agent = await FakeAgent.connect(srv.path)
+    await agent.hello()
+    await agent.send(protocol.note("Werkzeug's reloader is off"))
+    await wait_until(lambda: log.has(f"agent (pid {os.getpid()}): Werkzeug's reloader is off"))
 
 
 async def test_ping_round_trip(server: tuple[ControlServer, Log]) -> None:

@@ -370,9 +370,9 @@ async def test_a_template_error_keeps_the_old_app() -> None:
         ]
         assert len(run.apps) == 1 and not run.apps[0].stopped
         assert run.restarts() == [Restarting("start")]
-        assert f"{page}:3: unexpected '}}'; the previous template keeps serving" in (
-            run.out.getvalue()
-        )
+        # the message names the file relative to the project root (the event keeps it whole)
+        said = "templates/page.html:3: unexpected '}'; the previous template keeps serving"
+        assert f"pyair  {said}\n" in run.out.getvalue()
 
 
 async def test_a_burst_delivered_as_one_batch_is_one_cycle() -> None:

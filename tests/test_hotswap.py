@@ -134,7 +134,7 @@ def test_jinja_syntax_error_keeps_the_old_html_and_the_fix_swaps(tmp_path: Path)
         pid = pid_in(app.serving("page v1"))
         page = app.edit("templates/page.html", "<p>page v1</p>", "<p>page v2 {% if %}</p>")
 
-        where = re.escape(f"{page}:2: ")
+        where = r"pyair  " + re.escape(f"{page.relative_to(app.dir)}:2: ")  # root-relative
         app.run.wait_for_log(where + r"Expected an expression.*the previous template keeps serving")
         log = app.run.log()
         assert re.search(r">\s+2 \| \{% block content %\}<p>page v2 \{% if %\}</p>", log), log
@@ -197,7 +197,8 @@ def test_django_runserver_noreload_swaps(tmp_path: Path) -> None:
         assert "django page v2" in body and pid_in(body) == pid
 
         app.edit("templates/page.html", "{% endblock %}", "{% if %}{% endblock %}")
-        app.run.wait_for_log(re.escape(f"{page}:2: ") + r".*the previous template keeps serving")
+        rel = page.relative_to(app.dir)
+        app.run.wait_for_log(re.escape(f"  {rel}:2: ") + r".*the previous template keeps serving")
         body = app.get()
         assert body is not None and "django page v2" in body and pid_in(body) == pid
         app.run.wait_for_log(SWAPPED.format(name=r"\S+\.html"), count=2)
@@ -212,7 +213,7 @@ def test_custom_engine_registered_by_the_app_swaps(tmp_path: Path) -> None:
         app.run.wait_for_log(SWAPPED.format(name=r"page\.tpl"))
 
         page = app.edit("templates/page.tpl", "pid=$pid", "pid=$pid $ 5")
-        app.run.wait_for_log(re.escape(f"{page}:2: invalid placeholder"))
+        app.run.wait_for_log(re.escape(f"  {page.relative_to(app.dir)}:2: invalid placeholder"))
         body = app.get()
         assert body is not None and "custom page v2" in body and pid_in(body) == pid
 

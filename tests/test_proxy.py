@@ -34,7 +34,6 @@ from supervisor.config import Config, ProxyConfig
 from supervisor.console import Console
 from supervisor.events import AppReady, Restarting, TemplateFailed
 from supervisor.proxy import Proxy, decode_body, inject_script, should_inject
-from supervisor.runtime import _probe
 
 TAG = b"/__pyair/client.js"
 
@@ -142,28 +141,6 @@ def test_decode_body() -> None:
     assert decode_body(raw.compress(page) + raw.flush(), b"deflate") == page
     assert decode_body(page, b"br") is None
     assert decode_body(b"not gzip", b"gzip") is None
-
-
-def test_readiness_needs_an_http_answer_not_just_a_listening_port() -> None:
-    with socket.socket() as closer:
-        closer.bind(("127.0.0.1", 0))
-        closer.listen()
-        port = closer.getsockname()[1]
-
-        def hang_up() -> None:  # accepts, as a server still starting up might, then closes
-            conn, _ = closer.accept()
-            conn.close()
-
-        thread = threading.Thread(target=hang_up)
-        thread.start()
-        assert not _probe("", port)
-        thread.join()
-    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
-    thread = threading.Thread(target=server.handle_request)
-    thread.start()
-    assert _probe("", server.server_address[1])  # any HTTP status is an answer (here: 501)
-    thread.join()
-    server.server_close()
 
 
 # --------------------------------------------------------------------------- through pyair

@@ -140,7 +140,9 @@ def test_app_that_never_becomes_ready(tmp_path: Path) -> None:
     result = run_smoke(tmp_path, "--timeout", "1.5")
     assert result.returncode == 1, explain(result)
     pid = int((tmp_path / "app.pid").read_text())
-    expected = f"FAIL ready: pid {pid} did not answer http://127.0.0.1:{port}/ within 1.5 s"
+    expected = (
+        f"FAIL ready: pid {pid} was not ready within 1.5 s: port {port} never accepted a connection"
+    )
     assert failures(result) == [expected], explain(result)
     assert re.search(r"^stop .* ok +no process of the app tree left", result.stdout, re.M)
     assert not pid_alive(pid)
@@ -202,7 +204,8 @@ def test_no_readiness_probe_is_a_config_error(tmp_path: Path) -> None:
     [line] = result.stderr.strip().splitlines()
     assert line.endswith(
         ".air.toml: pyair smoke needs to know when the app is ready; pass --url "
-        "http://127.0.0.1:8000/, or set [build] ready_url or [proxy] app_port"
+        "http://127.0.0.1:8000/, set [proxy] app_port or PORT in [env], or give the command "
+        "a --port"
     ), line
     assert not (tmp_path / "STARTED").exists()
 

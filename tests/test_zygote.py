@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ from supervisor import protocol
 from supervisor.config import AppCommand, load_config
 from supervisor.errors import ConfigError
 from supervisor.zygote import (
+    MEMORY_FILE,
     Invocation,
+    PreloadMemory,
     first_change,
     parse_invocation,
     project_files,
@@ -420,3 +423,54 @@ def test_requirement_files_are_watched_even_before_they_exist(tmp_path: Path) ->
     files = project_files(tmp_path)
     (tmp_path / "requirements-dev.txt").write_text("flask\ndjango\n")
     assert first_change(files) == str(tmp_path / "requirements-dev.txt")
+
+
+# --------------------------------------------------------------------------- between runs
+
+
+def test_the_first_save_after_a_second_start_is_warm(tmp_path: Path) -> None:
+    """The second pyair builds its zygote from the first one's modules, at start."""
+    app = project(tmp_path, "zygote_flask")
+    port = free_port()
+    config = air_toml(port, "python app.py")
+    with PyairRun(app, config, "-d") as run:
+        run.wait_for_log(ZYGOTE_READY, timeout=30)  # the modules are remembered with it
+    assert (app / "tmp" / MEMORY_FILE).is_file()
+    with PyairRun(app, config, "-d") as run:
+        run.wait_for_log(r"preload: building the zygote from the last run's \d+ modules")
+        cold = int(run.wait_for_log(COLD, timeout=20))
+        # the developer's first save, 0.3 s after the app is up: a timer, as a person would
+        saved = threading.Timer(0.3, edit, (app / "app.py", 'VERSION = "1"', 'VERSION = "2"'))
+        saved.start()
+        body = serving(port, "version=2")
+        saved.join()
+        warm = int(run.wait_for_log(WARM))
+        assert served_pid(body) == warm != cold
+        second_run = run.log().split("pyair 0.1.0")[-1]
+        assert len(re.findall(COLD, second_run)) == 1, second_run
+
+
+def test_the_remembered_modules_are_dropped_when_the_interpreter_or_locks_change(
+    tmp_path: Path,
+) -> None:
+    interpreter = tmp_path / "python3"
+    shutil.copy(sys.executable, interpreter)
+    invocation = Invocation(
+        (str(interpreter), "app.py"), str(interpreter), (), "script", "app.py", ()
+    )
+    memory = PreloadMemory(tmp_path / "tmp" / MEMORY_FILE, invocation, tmp_path)
+    assert memory.recall() == ([], "nothing remembered yet")
+    memory.remember(["flask", "jinja2"])
+    assert memory.recall() == (["flask", "jinja2"], "")
+    (tmp_path / "uv.lock").write_text("")  # a package installed or removed
+    assert memory.recall() == ([], "the requirement files changed since")
+    memory.remember(["flask"])
+    os.utime(interpreter, ns=(0, 0))  # a new interpreter
+    assert memory.recall() == ([], "the interpreter changed since")
+    other = Invocation(
+        (str(interpreter), "serve.py"), str(interpreter), (), "script", "serve.py", ()
+    )
+    memory.remember(["flask"])
+    assert PreloadMemory(memory.path, other, tmp_path).recall() == ([], "the command changed since")
+    memory.path.write_text("{not json")
+    assert memory.recall()[0] == []

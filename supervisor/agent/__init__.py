@@ -27,6 +27,21 @@ Built-in engines:
   the engine's loaders are ``reset()`` (what Django's own autoreloader does).
 - Mako: every ``TemplateLookup``; loaded templates whose file changed are recompiled and replaced.
 
+While the agent is connected, templates under the project root (``PYAIR_ROOT``, with an
+extension pyair swaps: ``PYAIR_TEMPLATE_EXT``) are pyair's: a Jinja2 template in the cache stays
+the one that serves until pyair swaps it, whatever the environment's ``auto_reload`` (Jinja's
+own up-to-date check would re-read a broken file and answer 500). A swap whose new text does not
+compile keeps the last good one: pyair sends the last text of each file that compiled, and the
+agent puts it in the cache of an environment that has not loaded that template yet, so a page
+first rendered after the error still serves the old HTML. Templates outside the root (those of
+libraries) are left to the framework.
+
+Framework reloaders (Werkzeug's ``run_simple(use_reloader=True)``, so ``flask run --debug``
+and ``app.run(debug=True)``; Django's ``runserver`` without ``--noreload``; uvicorn's
+``--reload``) are switched off as they are imported: the server runs in this process, so
+pyair's restarts stay warm and the debugger keeps working; ``pyair -d`` says so in one line.
+And uvicorn, asked to stop, stops as soon as nothing is in flight (``_servers``).
+
 Other engines: ``register(callback)``::
 
     try:
@@ -54,7 +69,14 @@ built-in swaps (callbacks earlier in the list have already swapped theirs). When
 import os
 import sys
 
-from ..childside import AGENT_DEBUG_ENV, CONTROL_ENV, PRELOAD_ENV, find_spec_past
+from ..childside import (
+    AGENT_DEBUG_ENV,
+    CONTROL_ENV,
+    PRELOAD_ENV,
+    ROOT_ENV,
+    TEMPLATE_EXT_ENV,
+    find_spec_past,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -84,6 +106,10 @@ _callbacks: "list[SwapCallback]" = []
 _engines: list[str] = []
 _control_path: str | None = None
 _connected = False
+_project: "tuple[str, frozenset[str]] | None" = None  # (real root, extensions) pyair swaps
+_owned: dict[str, bool] = {}
+# Directories whose files pyair never watches, so never swaps: their templates are left alone.
+_NOT_WATCHED = frozenset({"site-packages", "dist-packages", "venv", "node_modules", "__pycache__"})
 
 
 def bootstrap_dir() -> "Path":
@@ -127,10 +153,47 @@ def warn(message: str) -> None:
         pass
 
 
+def owns(filename: "str | None") -> bool:
+    """Whether pyair swaps this template file: under the project root, with a template
+    extension, outside the directories pyair never watches (hidden ones, venvs, packages)."""
+    if not filename or _project is None:
+        return False
+    owned = _owned.get(filename)
+    if owned is None:
+        owned = _owned[filename] = _is_projects(filename, *_project)
+    return owned
+
+
+def _is_projects(filename: str, root: str, exts: "frozenset[str]") -> bool:
+    path = os.path.realpath(filename)
+    if not path.startswith(root + os.sep):
+        return False
+    parts = path[len(root) + 1 :].split(os.sep)
+    if any(part.startswith(".") or part in _NOT_WATCHED for part in parts[:-1]):
+        return False
+    name = parts[-1]
+    return "." in name and name.rpartition(".")[2].lower() in exts
+
+
+def note(text: str) -> None:
+    """Tell pyair something about this process (``pyair -d`` shows it, once per text)."""
+    try:
+        from . import _runtime
+
+        _runtime.note(text)
+    except Exception as exc:
+        warn(f"cannot send a note: {type(exc).__name__}: {exc}")
+    _connect()
+
+
 def _engine_found(name: str) -> None:
-    global _connected
     if name not in _engines:
         _engines.append(name)
+    _connect()
+
+
+def _connect() -> None:
+    global _connected
     if _control_path is None or _connected:
         return
     _connected = True
@@ -153,6 +216,9 @@ def _on_jinja2(module: "ModuleType") -> None:
 
 
 def _on_django_template(module: "ModuleType") -> None:
+    from . import _django
+
+    _django.install()
     _engine_found("django")
 
 
@@ -163,10 +229,26 @@ def _on_mako_lookup(module: "ModuleType") -> None:
     _engine_found("mako")
 
 
+def _on_reloader(module: "ModuleType") -> None:
+    from . import _reloaders
+
+    _reloaders.switch_off(module)
+
+
+def _on_uvicorn_server(module: "ModuleType") -> None:
+    from . import _servers
+
+    _servers.stop_quickly(module)
+
+
 _HOOKS: "dict[str, Callable[[ModuleType], None]]" = {
     "jinja2": _on_jinja2,
     "django.template": _on_django_template,
     "mako.lookup": _on_mako_lookup,
+    "werkzeug.serving": _on_reloader,
+    "django.utils.autoreload": _on_reloader,
+    "uvicorn.config": _on_reloader,
+    "uvicorn.server": _on_uvicorn_server,
 }
 
 
@@ -234,11 +316,15 @@ def install_hooks() -> None:
 
 def start(control_path: str | None = None) -> bool:
     """Arm the agent (the bootstrap calls this): True if ``PYAIR_CONTROL`` names a socket."""
-    global _control_path
+    global _control_path, _project
     path = control_path if control_path is not None else os.environ.get(CONTROL_ENV)
     if not path:
         return False
     _control_path = path
+    root = os.environ.get(ROOT_ENV)
+    if root:
+        exts = os.environ.get(TEMPLATE_EXT_ENV, "").lower().split(",")
+        _project = (os.path.realpath(root), frozenset(ext for ext in exts if ext))
     install_hooks()
     if _engines:  # something registered before start
         _engine_found(_engines[0])

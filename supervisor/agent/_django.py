@@ -1,4 +1,5 @@
-"""Django adapter: compile changed templates, then reset the engines' (cached) loaders.
+"""Django adapter: compile changed templates, reset the engines' (cached) loaders, and update
+the ``Template`` objects the app kept.
 
 Only used once the app imported ``django.template``. Django modules are reached through
 ``importlib`` so this file type-checks without Django stubs.
@@ -6,8 +7,12 @@ Only used once the app imported ``django.template``. Django modules are reached 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import os
+import threading
+import weakref
 
 from . import TemplateFailure
 from ._runtime import Prepared, real
@@ -15,6 +20,34 @@ from ._runtime import Prepared, real
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+_lock = threading.Lock()
+_templates: weakref.WeakSet[Any] = weakref.WeakSet()  # every file-based Template made so far
+_installed = False
+
+
+def install() -> None:
+    """Track every ``django.template.base.Template`` made from a file, once.
+
+    A view that keeps one (``PAGE = loader.get_template("page.html")`` at import) holds the
+    backend's wrapper around it; resetting the loaders never reaches it, a swap does.
+    """
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    cls = importlib.import_module("django.template.base").Template
+    original_init = cls.__init__
+
+    @functools.wraps(original_init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        name = getattr(getattr(self, "origin", None), "name", None)
+        if isinstance(name, str) and os.path.isabs(name):
+            with _lock:
+                _templates.add(self)
+
+    cls.__init__ = __init__
 
 
 def _engine_dirs(engine: Any) -> list[str]:
@@ -49,13 +82,28 @@ def _error_line(exc: BaseException) -> int | None:
     return lineno if type(lineno) is int else None
 
 
-def _validate(engine: Any, path: str, name: str) -> None:
+def _origin(engine: Any, path: str, name: str) -> Any:
+    """The origin the engine's own loaders give ``path`` (its loader included), else a bare one."""
     base = importlib.import_module("django.template.base")
-    with open(path, encoding=engine.file_charset) as f:
-        source = f.read()
-    origin = base.Origin(name=path, template_name=name)
+    real_path = real(path)
+    for loader in engine.template_loaders:
+        try:
+            for origin in loader.get_template_sources(name):
+                if real(origin.name) == real_path:
+                    return origin
+        except Exception:  # a loader that cannot list its sources: the next one may
+            continue
+    return base.Origin(name=path, template_name=name)
+
+
+def _compile(engine: Any, path: str, name: str, source: str | None = None) -> Any:
+    """The Template for ``path`` (its text now, or ``source``); TemplateFailure if it fails."""
+    base = importlib.import_module("django.template.base")
+    if source is None:
+        with open(path, encoding=engine.file_charset) as f:
+            source = f.read()
     try:
-        base.Template(source, origin=origin, name=name, engine=engine)
+        return base.Template(source, origin=_origin(engine, path, name), name=name, engine=engine)
     except Exception as exc:
         raise TemplateFailure(str(exc), path, _error_line(exc)) from exc
 
@@ -70,9 +118,33 @@ def _django_engines() -> list[Any]:
     return [backend.engine for backend in backends if isinstance(backend, backend_cls)]
 
 
-def prepare(paths: list[str]) -> Prepared | None:
+def _become(old: Any, new: Any) -> None:
+    """``old`` renders like ``new``, in one ``__dict__`` store; it keeps its name and origin."""
+    state = dict(old.__dict__)
+    state.update(new.__dict__)
+    state["name"], state["origin"] = old.name, old.origin
+    old.__dict__ = state
+
+
+def _keep_in_caches(engine: Any, name: str, template: Any) -> None:
+    """Serve ``template`` for ``name`` from the engine's cached loaders that do not hold it."""
+    for loader in engine.template_loaders:
+        cache = getattr(loader, "get_template_cache", None)
+        if isinstance(cache, dict):
+            cache.setdefault(loader.cache_key(name), template)
+
+
+def prepare(paths: list[str], last_good: dict[str, str] | None = None) -> Prepared | None:
+    """Compile every changed template of every Django engine.
+
+    One that does not compile makes it an error; ``keep`` then puts its last good text
+    (``last_good``, by path) in the cached loaders that have not loaded it yet.
+    """
     engines = _django_engines()
     touched: list[Any] = []
+    fresh: list[tuple[Any, str, Any]] = []  # (engine, real path, new Template)
+    kept_old: list[tuple[Any, str, Any]] = []
+    failure: TemplateFailure | None = None
     names: list[str] = []
     claimed: set[str] = set()
     for engine in engines:
@@ -83,7 +155,14 @@ def prepare(paths: list[str]) -> Prepared | None:
             if name is None:
                 continue
             if os.path.isfile(path):
-                _validate(engine, path, name)
+                try:
+                    fresh.append((engine, real(path), _compile(engine, path, name)))
+                except TemplateFailure as exc:
+                    failure = failure or exc
+                    source = (last_good or {}).get(path)
+                    if source is not None:
+                        with contextlib.suppress(TemplateFailure):  # it never compiled here
+                            kept_old.append((engine, name, _compile(engine, path, name, source)))
             mine = True
             claimed.add(path)
             if name not in names:
@@ -99,5 +178,17 @@ def prepare(paths: list[str]) -> Prepared | None:
                 reset = getattr(loader, "reset", None)
                 if callable(reset):
                     reset()
+        with _lock:
+            kept = list(_templates)
+        for engine, real_path, new in fresh:
+            for old in kept:
+                if old is not new and old.engine is engine and real(old.origin.name) == real_path:
+                    _become(old, new)
 
+    def keep() -> None:
+        for engine, name, template in kept_old:
+            _keep_in_caches(engine, name, template)
+
+    if failure is not None:
+        return Prepared(names, claimed, commit, error=failure, keep=keep)
     return Prepared(names, claimed, commit)

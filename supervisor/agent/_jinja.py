@@ -1,6 +1,9 @@
 """Jinja2 adapter: track every Environment and Template, and swap changed templates in place.
 
-Imported only after ``jinja2`` itself has been imported by the app.
+Imported only after ``jinja2`` itself has been imported by the app. While the agent is
+connected, a template file pyair swaps (``owns()``) is always up to date for Jinja: its cached
+Template serves until a swap replaces it, so an edit that does not compile never reaches a
+request, whatever ``auto_reload`` says.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from jinja2 import (
     TemplateNotFound,
 )
 
-from . import TemplateFailure
-from ._runtime import Prepared, real
+from . import TemplateFailure, owns
+from ._runtime import Prepared, real, state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -93,6 +96,20 @@ def install() -> None:
             return template
 
         Template._from_namespace = classmethod(_from_namespace)  # type: ignore[assignment,method-assign]
+
+    # Jinja's own check (auto_reload) would re-read the file on the next get_template, and
+    # raise on a broken one: the agent's compile-first swap decides for pyair's files.
+    up_to_date = Template.__dict__.get("is_up_to_date")
+    if isinstance(up_to_date, property) and up_to_date.fget is not None:
+        jinja_check = up_to_date.fget
+
+        @functools.wraps(jinja_check)
+        def is_up_to_date(self: Template) -> bool:
+            if state.connected and owns(self.filename):
+                return True
+            return bool(jinja_check(self))
+
+        Template.is_up_to_date = property(is_up_to_date)  # type: ignore[method-assign,assignment]
 
 
 # --- which template names does a file have in an environment? --------------------------------
@@ -210,8 +227,23 @@ def _compile(
         ) from exc
 
 
-def prepare(paths: list[str]) -> Prepared | None:
-    """Compile every changed template of every live environment; raise on the first error."""
+def _last_good(env: Environment, name: str, filename: str, source: str) -> Template | None:
+    """``source`` (the file's last text that compiled) as the Template for ``name``; it says
+    it is stale, so Jinja reads the file again once pyair is gone."""
+    try:
+        code = env.compile(source, name, filename)
+        return env.template_class.from_code(env, code, env.make_globals(None), lambda: False)
+    except Exception:
+        return None
+
+
+def prepare(paths: list[str], last_good: dict[str, str] | None = None) -> Prepared | None:
+    """Compile every changed template of every live environment.
+
+    A template that does not compile makes it an error (nothing is swapped); ``keep`` then
+    puts the file's last good text (``last_good``, by path) in each cache that has not loaded
+    that template, so it serves the old HTML there too.
+    """
     with _lock:
         envs = list(_envs)
         templates = list(_templates)
@@ -238,6 +270,8 @@ def prepare(paths: list[str]) -> Prepared | None:
     swaps: list[tuple[Environment, str, Template, str]] = []
     evictions: list[tuple[Environment, str]] = []
     clears: list[Environment] = []
+    kept_old: list[tuple[Environment, str, Template]] = []
+    failure: TemplateFailure | None = None
     names: list[str] = []
     claimed: set[str] = set()
     for env in by_id.values():
@@ -264,7 +298,17 @@ def prepare(paths: list[str]) -> Prepared | None:
                 continue
             found = False
             for name in sorted(candidates):
-                new = _compile(env, name, path, real_path, real_of)
+                try:
+                    new = _compile(env, name, path, real_path, real_of)
+                except TemplateFailure as exc:
+                    failure = failure or exc
+                    found = True
+                    source = (last_good or {}).get(path)
+                    if source is not None and env.cache is not None and not _cache_get(env, name):
+                        old = _last_good(env, name, path, source)
+                        if old is not None:
+                            kept_old.append((env, name, old))
+                    continue
                 if new is not None:
                     swaps.append((env, name, new, real_path))
                     found = True
@@ -299,6 +343,14 @@ def prepare(paths: list[str]) -> Prepared | None:
             if env.cache is not None:
                 env.cache.clear()
 
+    def keep() -> None:
+        for env, name, old in kept_old:
+            cache, loader = env.cache, env.loader
+            if cache is not None and loader is not None:
+                cache.setdefault((weakref.ref(loader), name), old)
+
+    if failure is not None:
+        return Prepared(names, claimed, commit, error=failure, keep=keep)
     if not swaps and not evictions and not clears:
         return None
     return Prepared(names, claimed, commit)

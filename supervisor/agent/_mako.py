@@ -57,7 +57,8 @@ def _compile(lookup: Any, uri: str, filename: str) -> Any:
         ) from exc
 
 
-def prepare(paths: list[str]) -> Prepared | None:
+def prepare(paths: list[str], last_good: dict[str, str] | None = None) -> Prepared | None:
+    """Recompile loaded templates whose file changed (a failure raises: the old ones serve)."""
     with _lock:
         lookups = list(_lookups)
     swaps: list[tuple[Any, str, Any]] = []

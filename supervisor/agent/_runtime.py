@@ -17,26 +17,78 @@ if TYPE_CHECKING:
 
     from ..protocol import Message
 
+    Adapter = Callable[[list[str], dict[str, str]], "Prepared | None"]
+
 RECV_SIZE = 65536
 _PKG = __name__.rpartition(".")[0]  # "supervisor.agent" (or "_pyair_supervisor.agent")
 
 _swap_lock = threading.Lock()
+_send_lock = threading.Lock()  # acks from the agent thread, notes from the app's threads
 _thread: threading.Thread | None = None
+_sock: socket.socket | None = None  # the connection, once hello is sent
+_notes: list[str] = []  # said once each; sent once connected
+_sent_notes = 0
+
+
+class _State:
+    connected = False  # hello sent, socket open: pyair decides when templates change
+
+
+state = _State()
 
 
 class Prepared:
-    """One engine's validated swap, waiting to be committed."""
+    """One engine's validated swap, waiting to be committed.
 
-    __slots__ = ("claimed", "commit", "names")
+    ``error``: a changed template that does not compile; then nothing is committed, and
+    ``keep`` (if any) puts the last good text of such templates where they were not loaded yet.
+    """
 
-    def __init__(self, names: list[str], claimed: set[str], commit: Callable[[], None]) -> None:
+    __slots__ = ("claimed", "commit", "error", "keep", "names")
+
+    def __init__(
+        self,
+        names: list[str],
+        claimed: set[str],
+        commit: Callable[[], None],
+        *,
+        error: TemplateFailure | None = None,
+        keep: Callable[[], None] | None = None,
+    ) -> None:
         self.names = names
         self.claimed = claimed
         self.commit = commit
+        self.error = error
+        self.keep = keep
 
 
 def real(path: str) -> str:
     return os.path.normcase(os.path.realpath(path))
+
+
+def note(text: str) -> None:
+    """Queue ``text`` for pyair (each text once); sent now when connected."""
+    if text in _notes:
+        return
+    _notes.append(text)
+    _flush_notes()
+
+
+def _flush_notes() -> None:
+    global _sent_notes
+    sock = _sock
+    if sock is None:
+        return
+    from .. import protocol
+
+    with _send_lock:
+        while _sent_notes < len(_notes):
+            text = _notes[_sent_notes]
+            _sent_notes += 1
+            try:
+                sock.sendall(protocol.encode(protocol.note(text)))
+            except (OSError, protocol.ProtocolError) as exc:
+                debug(f"note not sent: {exc}")
 
 
 def start(control_path: str) -> None:
@@ -55,6 +107,7 @@ def _run(control_path: str) -> None:
 
 
 def _serve(control_path: str) -> None:
+    global _sock
     import socket
 
     from .. import protocol
@@ -70,6 +123,9 @@ def _serve(control_path: str) -> None:
             # A forked child must not hold the connection open after this process is gone.
             os.register_at_fork(after_in_child=sock.close)
         _send(sock, protocol.hello(os.getpid(), engines()))
+        _sock = sock
+        state.connected = True
+        _flush_notes()
         debug(f"connected to {control_path}")
         decoder = protocol.FrameDecoder()
         while True:
@@ -101,13 +157,17 @@ def _serve(control_path: str) -> None:
                     error = {"file": None, "line": None, "message": str(exc), "internal": True}
                     _send(sock, protocol.ack(reply.get("id", 0), ok=False, error=error))
     finally:
+        state.connected = False  # templates are the framework's again
+        _sock = None
         sock.close()
 
 
 def _send(sock: socket.socket, msg: Message) -> None:
     from .. import protocol
 
-    sock.sendall(protocol.encode(msg))
+    data = protocol.encode(msg)
+    with _send_lock:
+        sock.sendall(data)
 
 
 def _handle(msg: Message) -> Message | None:
@@ -115,7 +175,7 @@ def _handle(msg: Message) -> Message | None:
 
     kind = msg["type"]
     if kind == "swap":
-        return swap(msg["id"], msg["paths"])
+        return swap(msg["id"], msg["paths"], msg.get("sources") or {})
     if kind == "ping":
         return protocol.pong(msg["id"])
     if kind != "pong":
@@ -129,6 +189,8 @@ def _describe(exc: BaseException) -> dict[str, Any]:
     message = getattr(exc, "message", None)
     if not isinstance(message, str) or not message:
         message = str(exc) or type(exc).__name__
+    if isinstance(filename, str) and not filename.startswith("<"):
+        filename = os.path.abspath(filename)  # the app's cwd is known here only
     return {
         "file": filename if isinstance(filename, str) else None,
         "line": lineno if type(lineno) is int else None,
@@ -136,9 +198,9 @@ def _describe(exc: BaseException) -> dict[str, Any]:
     }
 
 
-def _adapters() -> list[Callable[[list[str]], Prepared | None]]:
+def _adapters() -> list[Adapter]:
     """The prepare() of every engine this process has shown (their modules are imported)."""
-    found: list[Callable[[list[str]], Prepared | None]] = []
+    found: list[Adapter] = []
     if f"{_PKG}._jinja" in sys.modules:
         from . import _jinja
 
@@ -154,12 +216,16 @@ def _adapters() -> list[Callable[[list[str]], Prepared | None]]:
     return found
 
 
-def swap(msg_id: int, raw_paths: list[str]) -> Message:
-    """Validate every changed template in every engine, then swap them all (or none)."""
+def swap(msg_id: int, raw_paths: list[str], sources: dict[str, str] | None = None) -> Message:
+    """Validate every changed template in every engine, then swap them all (or none).
+
+    ``sources``: the last text of each file that compiled, kept serving when a new one fails.
+    """
     from .. import protocol
 
     started = time.perf_counter()
     paths = [os.path.abspath(p) for p in raw_paths]
+    last_good = {os.path.abspath(p): text for p, text in (sources or {}).items()}
 
     def elapsed() -> float:
         return (time.perf_counter() - started) * 1000
@@ -169,9 +235,15 @@ def swap(msg_id: int, raw_paths: list[str]) -> Message:
         names: list[str] = []
         try:
             for prepare in _adapters():
-                result = prepare(paths)
+                result = prepare(paths, last_good)
                 if result is not None:
                     prepared.append(result)
+            failed = next((result.error for result in prepared if result.error), None)
+            if failed is not None:
+                for result in prepared:
+                    if result.keep is not None:
+                        result.keep()
+                raise failed
         except TemplateFailure as exc:
             return protocol.ack(msg_id, ok=False, ms=elapsed(), error=_describe(exc))
         except Exception as exc:

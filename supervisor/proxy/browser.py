@@ -24,7 +24,7 @@ from ..console import Console
 from .headers import Headers, end_to_end, get_header, upstream_headers, wants_document
 from .hub import HEARTBEAT_S, PING, Hub, greeting
 from .inject import RESERVED, Script, Served, decode_body, inject_script, is_page, should_inject
-from .pages import error_page
+from .pages import MAX_FAILED_BODY, error_page, failed_page
 from .upstream import CONNECT_RETRY_S, Unavailable, Upstream, UpstreamFailed, UpstreamPool
 from .wire import MAX_HEAD, RECV_SIZE, STREAM_ERRORS, next_event, send
 
@@ -46,6 +46,10 @@ class ProxyState(Protocol):
     def hello(self) -> dict[str, Any]: ...
 
     def served(self) -> Served: ...
+
+    def broken(self) -> bool:
+        """Whether a template or a build is broken now (the tabs show its overlay)."""
+        ...
 
 
 class BrowserGone(Exception):
@@ -315,8 +319,32 @@ class BrowserConnection:
         status = response.status_code
         if should_inject(list(request.headers), request.method, status, headers):
             return await self._relay_page(request, upstream, response, served)
+        if status >= 500 and wants_document(list(request.headers)) and self.proxy.broken():
+            return await self._relay_failed(request, upstream, response, served)
         head = h11.Response(status_code=status, headers=headers, reason=response.reason)
         return await self._stream_body(upstream, [head])
+
+    async def _relay_failed(
+        self, request: h11.Request, upstream: Upstream, response: h11.Response, served: Served
+    ) -> bool:
+        """The app's plain error answer, wrapped in a page with the script (its overlay)."""
+        headers = end_to_end(response.headers)
+        kept = bytearray()
+        while (data := await self._body_chunk(upstream)) is not None:
+            if len(kept) < MAX_FAILED_BODY:
+                kept += data
+        plain = decode_body(bytes(kept), get_header(headers, b"content-encoding") or b"")
+        tag = self.proxy.script.tag(served, request.method)
+        body = failed_page(response.status_code, plain if plain is not None else b"", tag)
+        dropped = {b"content-length", b"content-encoding", b"content-type", b"etag"}
+        out = [(k, v) for k, v in headers if k.lower() not in dropped]
+        out += [
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        head = h11.Response(status_code=response.status_code, headers=out, reason=response.reason)
+        await self._send(head, h11.Data(data=body), h11.EndOfMessage())
+        return True
 
     async def _stream_body(self, upstream: Upstream, pending: list[Any]) -> bool:
         """Pass the app's body on as it arrives; what already arrived goes in one write."""
@@ -335,6 +363,15 @@ class BrowserConnection:
             else:
                 raise UpstreamFailed(f"the app broke off the response ({event!r})")
 
+    async def _body_chunk(self, upstream: Upstream) -> bytes | None:
+        """The next piece of the app's response body; None at its end."""
+        event = await upstream.next_event()
+        if isinstance(event, h11.EndOfMessage):
+            return None
+        if not isinstance(event, h11.Data):
+            raise UpstreamFailed(f"the app broke off the response ({event!r})")
+        return bytes(event.data)
+
     async def _relay_page(
         self, request: h11.Request, upstream: Upstream, response: h11.Response, served: Served
     ) -> bool:
@@ -342,14 +379,9 @@ class BrowserConnection:
         headers = end_to_end(response.headers)
         chunks: list[bytes] = []
         size = 0
-        while True:
-            event = await upstream.next_event()
-            if isinstance(event, h11.EndOfMessage):
-                break
-            if not isinstance(event, h11.Data):
-                raise UpstreamFailed(f"the app broke off the response ({event!r})")
-            chunks.append(event.data)
-            size += len(event.data)
+        while (data := await self._body_chunk(upstream)) is not None:
+            chunks.append(data)
+            size += len(data)
             if size > MAX_HTML:  # too big to hold: pass it on as it is
                 head = h11.Response(
                     status_code=response.status_code, headers=headers, reason=response.reason
@@ -367,8 +399,8 @@ class BrowserConnection:
             out = [(k, v) for k, v in headers if k.lower() not in dropped]
             out.append((b"content-length", str(len(body)).encode()))
         head = h11.Response(status_code=response.status_code, headers=out, reason=response.reason)
-        data = [h11.Data(data=body)] if body else []
-        await self._send(head, *data, h11.EndOfMessage())
+        content = [h11.Data(data=body)] if body else []
+        await self._send(head, *content, h11.EndOfMessage())
         return True
 
     async def _tunnel(

@@ -1,6 +1,7 @@
 """What pyair itself shows in the browser: the error page and the payloads of its events.
 
     error_page("the app exited with code 1", tag)     # the 502 page that retries by itself
+    failed_page(500, b"Internal Server Error", tag)   # the app's own error, with the script
     template_error(event, root)                       # the ``error`` overlay for a bad template
     build_error(event, root)                          # ... for a failed build, with its source
     css_refresh(rev, files, root)                     # a ``css`` event: paths and saved texts
@@ -28,6 +29,7 @@ __all__ = [
     "display",
     "error_page",
     "excerpt",
+    "failed_page",
     "stylesheet_texts",
     "template_error",
 ]
@@ -129,5 +131,22 @@ code{{background:#f3f3f3;padding:0 .25em}}h1{{color:#b7312c;font-size:1.4rem}}</
 <body><h1>The app is not answering</h1><p>{html.escape(why)}.</p>
 <p>This page reloads by itself as soon as the app is up. pyair's terminal shows why it is not.</p>
 <script>setTimeout(function () {{ location.reload(); }}, 3000);</script>
+{tag.decode()}</body></html>
+""".encode()
+
+
+MAX_FAILED_BODY = 64 * 1024  # of an app's error answer shown on the page that wraps it
+
+
+def failed_page(status: int, body: bytes, tag: bytes) -> bytes:
+    """An app's non-HTML error answer (a plain-text 500) as a page that loads the script.
+
+    Served to a navigation while pyair knows of a template or build error: the overlay says
+    what broke, and the page recovers by itself once the fix is in.
+    """
+    text = body[:MAX_FAILED_BODY].decode("utf-8", errors="replace")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{status}: the app failed</title></head>
+<body><pre>{html.escape(text)}</pre>
 {tag.decode()}</body></html>
 """.encode()

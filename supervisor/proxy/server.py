@@ -120,7 +120,9 @@ class Proxy:
             self._gen = event.generation
             self.pool.release()
             if self.pool.down is None:  # an exit says more than "not ready"
-                message = f"the app did not answer on port {self.settings.app_port} in time"
+                message = event.reason or (
+                    f"the app did not answer on port {self.settings.app_port} in time"
+                )
                 self._set_error(app_error("App not ready", message))
         elif isinstance(event, AppExited):
             why = f"the app exited with code {event.code}; pyair waits for a change"
@@ -156,6 +158,10 @@ class Proxy:
     def served(self) -> Served:
         """What a page served now is served with (its tag carries it)."""
         return Served(str(self._gen), self._rev, self._css)
+
+    def broken(self) -> bool:
+        """Whether a template or a build is broken now (the tabs show its overlay)."""
+        return self._error is not None and self._error.get("kind") in ("template", "build")
 
     def hello(self) -> dict[str, Any]:
         """The state a (re)connecting tab compares its page with."""

@@ -39,8 +39,8 @@ import anyio.to_thread
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
+from .. import inotify as ino
 from ..classify import Change
-from . import inotify as ino
 from .changes import Message, RawBatch, RawChange, Rescan, Unwatched
 from .rules import Rules
 from .tree import Walk, initial_walk, signature, walk
