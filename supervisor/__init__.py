@@ -10,6 +10,8 @@ on one line never import each other (``tests/test_layers.py`` holds it):
   swap or an asset refresh, keeps the state machine, and tells observers (``events``) what
   happened. It takes its change source and its ``runtime``, so tests script both.
 - ``runtime``: what the engine's decisions do on this machine; wires the services below.
+  ``companions``: what runs beside the app, each with its own state: air's build rules (a
+  quiet window, one run at a time) and the extra processes (restarts, reruns with back-off).
 - The services: ``zygote`` (warm restarts forked from a preloaded interpreter), ``watcher``
   (the file watch with air's filters and pyair's debounce), ``process`` (build steps, the app's
   process tree, stopping it whole, the orphan guardian), ``control`` (the private control

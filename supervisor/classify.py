@@ -6,17 +6,22 @@ A pure function of (batch, config), so it is tested without a file system:
     plan.action      # "swap"
     plan.templates   # ("/app/templates/page.html",)
 
-A batch that holds any source change restarts: a restart reloads templates and assets too.
+The filter order is air's: a file one of ``[[build.rules]]`` matches (the first that does) goes
+to that rule and nowhere else, so it never restarts or swaps anything. Every other file also
+restarts the ``[[process]]`` entries whose own include_* patterns match it, and counts for the
+app when the app's own filter (``counts``, air's include/exclude keys) accepts it. A batch that
+holds any source change restarts: a restart reloads templates and assets too.
 """
 
 from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
-from typing import Literal
+from typing import Literal, Protocol
 
 from .config import Config
 
@@ -46,12 +51,19 @@ STATIC_DIR_NAMES = frozenset({"static", "public", "assets", "dist"})
 
 @dataclass(frozen=True)
 class Plan:
-    """What to do about one debounced batch."""
+    """What to do about one debounced batch.
+
+    ``action`` is the app's; ``rules`` maps the index of each ``[[build.rules]]`` entry that
+    matched to its paths; ``processes`` names the ``[[process]]`` entries whose own files
+    changed.
+    """
 
     action: Action
     sources: tuple[str, ...] = ()
     templates: tuple[str, ...] = ()
     assets: tuple[str, ...] = ()
+    rules: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    processes: tuple[str, ...] = ()
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -127,17 +139,82 @@ def is_asset(path: str, config: Config) -> bool:
     return ext in ASSET_EXTS and _in_static_dir(path, config)
 
 
-def classify(batch: Iterable[FileChange], config: Config) -> Plan:
+class FilePatterns(Protocol):
+    """A rule's or a process's own files: air's include/exclude keys of ``[[build.rules]]``."""
+
+    @property
+    def include_dir(self) -> tuple[str, ...]: ...
+    @property
+    def include_ext(self) -> tuple[str, ...]: ...
+    @property
+    def include_file(self) -> tuple[str, ...]: ...
+    @property
+    def exclude_regex(self) -> tuple[str, ...]: ...
+
+
+def matches(patterns: FilePatterns, path: str, root: str) -> bool:
+    """Whether ``path`` (absolute) is one of ``patterns``' files, as air's rules match one.
+
+    Under an include_dir when there is one; not matched by an exclude_regex (searched in the
+    absolute path); then its extension in include_ext (``"*"``: any) or its root-relative
+    path in include_file; with neither, every file of the include_dir.
+    """
+    if patterns.include_dir and not _under_any(path, root, patterns.include_dir):
+        return False
+    if any(re.search(pattern, path) for pattern in patterns.exclude_regex if pattern):
+        return False
+    if not patterns.include_ext and not patterns.include_file:
+        return True
+    ext = _ext_as_written(path)
+    if any(e == "*" or e == ext for e in patterns.include_ext):
+        return True
+    rel = _relative(path, root)
+    return any(os.path.normpath(f) == rel for f in patterns.include_file)
+
+
+def _ext_as_written(path: str) -> str:
+    name = path.rpartition("/")[2]
+    return name.rpartition(".")[2] if "." in name else ""
+
+
+def rule_for(path: str, config: Config) -> int | None:
+    """The index of the first ``[[build.rules]]`` entry that matches ``path``, if any."""
+    root = str(config.root)
+    for index, rule in enumerate(config.build.rules):
+        if matches(rule, path, root):
+            return index
+    return None
+
+
+def classify(
+    batch: Iterable[FileChange],
+    config: Config,
+    *,
+    counts: Callable[[Change, str], bool] | None = None,
+) -> Plan:
     """Turn a debounced batch into a :class:`Plan`.
 
-    Any source change restarts (and the restart picks up the batch's templates and assets
-    too); else templates swap (the batch's assets ride along); else assets refresh; an
-    empty batch is ignored.
+    Rules first: a file a rule matches goes to that rule only. Then the processes whose own
+    patterns match a file. For the app, only files ``counts`` accepts (None: all of them):
+    any source change restarts (and the restart picks up the batch's templates and assets
+    too); else templates swap (the batch's assets ride along); else assets refresh; else
+    the app ignores the batch.
     """
     sources: set[str] = set()
     templates: set[str] = set()
     assets: set[str] = set()
-    for _change, path in batch:
+    rules: dict[int, list[str]] = {}
+    processes: set[str] = set()
+    root = str(config.root)
+    watchers = [p for p in config.process if p.has_patterns]
+    for change, path in batch:
+        rule = rule_for(path, config) if config.build.rules else None
+        if rule is not None:
+            rules.setdefault(rule, []).append(path)
+            continue
+        processes.update(p.name for p in watchers if matches(p, path, root))
+        if counts is not None and not counts(change, path):
+            continue
         if is_template(path, config):
             templates.add(path)
         elif is_asset(path, config):
@@ -145,10 +222,12 @@ def classify(batch: Iterable[FileChange], config: Config) -> Plan:
         else:
             sources.add(path)
     found = (tuple(sorted(sources)), tuple(sorted(templates)), tuple(sorted(assets)))
-    if sources:
-        return Plan("restart", *found)
-    if templates:
-        return Plan("swap", *found)
-    if assets:
-        return Plan("assets", *found)
-    return Plan("ignore")
+    action: Action = (
+        "restart" if sources else "swap" if templates else "assets" if assets else "ignore"
+    )
+    return Plan(
+        action,
+        *found,
+        rules=tuple((index, tuple(sorted(paths))) for index, paths in sorted(rules.items())),
+        processes=tuple(p.name for p in watchers if p.name in processes),
+    )

@@ -20,7 +20,7 @@ from pathlib import Path
 import anyio
 
 from . import __version__
-from .config import find_config, known_keys, load_config
+from .config import find_config, known_keys, load_config, table_flag_error, table_keys
 from .console import Console
 from .engine import Engine, one_line_error
 from .errors import ConfigError, PyairError
@@ -78,6 +78,8 @@ def _env_flags(argv: list[str]) -> tuple[list[str], dict[str, str]]:
 
 def _unknown_option(option: str) -> ConfigError:
     name = option.split("=", 1)[0]
+    if name[2:] in table_keys():
+        return table_flag_error(name[2:])
     choices = [f"--{k}" for k in known_keys()] + ["--config", "--debug", "--version", "--color"]
     guess = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     hint = f"did you mean {guess[0]}?" if guess else "see `pyair --help`"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import signal
 import sys
 import time
@@ -35,7 +36,8 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .classify import FileChange, Plan, classify, is_asset, is_template
-from .config import Config
+from .companions import Backoff, Companion, Handle, RuleRunner
+from .config import Config, ProcessConfig
 from .console import Console
 from .control import TEMPLATE_ERROR, SwapResult
 from .errors import PyairError
@@ -47,7 +49,10 @@ from .events import (
     AssetsChanged,
     BuildFailed,
     Event,
+    ProcessExited,
+    ProcessStarted,
     Restarting,
+    RuleRan,
     Stopping,
     TemplateFailed,
     TemplatesSwapped,
@@ -56,13 +61,10 @@ from .process import StepResult, StopReport
 from .proxy import Proxy
 from .readiness import NotReady, Ready
 from .runtime import LocalRuntime
-from .watcher import Watcher
+from .watcher import Watcher, app_filter
 
 if sys.version_info < (3, 11):  # pragma: no cover - anyio brings the backport
     from exceptiongroup import BaseExceptionGroup
-
-RERUN_BACKOFF_CAP_MS = 30_000
-STABLE_RUN_S = 10.0  # a rerun app that ran this long resets its back-off
 
 
 class State(enum.Enum):
@@ -127,8 +129,16 @@ class Runtime(Protocol):
         """The environment of build steps and the app, read afresh."""
         ...
 
-    async def run_step(self, command: str, env: Mapping[str, str]) -> StepResult:
-        """One build step through the shell, its output shown as it arrives."""
+    async def run_step(
+        self, command: str, env: Mapping[str, str], *, rule: str | None = None
+    ) -> StepResult:
+        """One build step (or a ``[[build.rules]]`` command) through the shell, its output
+        shown as it arrives."""
+        ...
+
+    async def start_process(self, process: ProcessConfig, generation: int) -> Handle:
+        """Start one ``[[process]]`` entry's tree, its output shown under its name.
+        PyairError if it cannot start."""
         ...
 
     def log_build_failure(self, result: StepResult) -> None:
@@ -220,8 +230,26 @@ class Engine:
         self._build_scope: anyio.CancelScope | None = None
         self._stop_requested = anyio.Event()
         self._force = False
-        self._rerun_backoff_ms = config.build.rerun_delay
+        self._rerun_backoff = Backoff(config.build.rerun_delay)
         self._task_group: TaskGroup | None = None
+        self._counts = app_filter(config)  # the app's own files (not a rule's, a process's)
+        self.rules = [
+            RuleRunner(rule.delay, functools.partial(self._run_rule, index))
+            for index, rule in enumerate(config.build.rules)
+        ]
+        report = _ProcessLines(self)
+        self.processes = {
+            process.name: Companion(
+                process.name,
+                start=functools.partial(self.runtime.start_process, process),
+                stop=self._stop_tree,
+                report=report,
+                backoff=Backoff(config.build.rerun_delay),
+            )
+            for process in config.process
+        }
+        self._process_started: set[str] = set()
+        console.name_processes(list(self.processes))
         self._stopping: AppHandle | None = None
         self._generation = 0
         self._cycles = 0  # restart cycles in flight
@@ -248,6 +276,11 @@ class Engine:
                 where = f"cannot watch {self.config.root}"
                 await self._start(tg, "watcher", self.changes.run, send, failure=where)
                 self.console.watcher(self._watching_line())
+                for runner in self.rules:
+                    tg.start_soon(runner.run, name="rule")
+                for process in self.config.process:
+                    if process.restart != "app":  # the others start with the app, built
+                        await self._start_process(process.name, "start")
                 if proxy is not None:  # listening before the app starts: requests wait
                     await self._start(tg, "proxy", proxy.serve, failure="the proxy cannot start")
                     self.observers.append(proxy.on_event)
@@ -327,6 +360,8 @@ class Engine:
                     for victim in (self._stopping, self.app):
                         if victim is not None:
                             await victim.kill()  # a second signal: no more grace
+                    for companion in self.processes.values():
+                        await companion.kill()
 
     async def _shutdown(self) -> None:
         self.state = State.stopping
@@ -334,7 +369,10 @@ class Engine:
         if self._build_scope is not None:
             self._build_scope.cancel()
         with anyio.CancelScope(shield=True):
-            await self._stop_app(reason="exit")
+            async with anyio.create_task_group() as tg:  # the app and the processes at once
+                tg.start_soon(self._stop_app, "exit")
+                for companion in self.processes.values():
+                    tg.start_soon(companion.close)
             for command in self.config.build.post_cmd:
                 if self._force:
                     break
@@ -349,10 +387,17 @@ class Engine:
                     return
                 for change, path in batch:
                     self.console.debug(f"{change.name} {path}")
-                plan = classify(batch, self.config)
+                plan = classify(batch, self.config, counts=self._counts)
                 await self._on_plan(plan)
 
     async def _on_plan(self, plan: Plan) -> None:
+        for index, paths in plan.rules:  # rules first: their files are theirs only
+            self.rules[index].changed(paths)
+        for name in plan.processes:
+            if plan.action == "restart" and self.config.process_named(name).restart == "app":
+                continue  # restarted with the app once the build passed
+            self.console.process(name, "its files changed: restarting")
+            self._restart_process(name, "files")
         if plan.action == "ignore":
             return
         what = plan.describe(str(self.config.root))
@@ -444,18 +489,21 @@ class Engine:
         build_ms = _ms_since(started)
         if not ok:
             if self.config.build.stop_on_error:
-                await self._stop_app(reason="build failed")
+                await self._stop_app("build failed")
                 self.state = State.crashed
             else:
                 if self.app is not None:
                     self.console.build("build failed: the previous app keeps serving")
                 self.state = State.running if self.app is not None else State.crashed
             return
+        for process in self.config.process:
+            if process.restart == "app":
+                self._restart_process(process.name, "start" if why == "start" else "app")
         async with self._app_lock:
             if self._stop_requested.is_set():
                 return
             self.emit(Restarting(why, paths))
-            await self._stop_app(reason=why)
+            await self._stop_app(why)
             await self._start_app(env, build_ms=build_ms, started=started, why=why)
 
     async def _build(self, env: Mapping[str, str]) -> bool:
@@ -524,11 +572,7 @@ class Engine:
             self.console.error(f"app exited with code {code}; waiting for a change")
         if not self.config.build.rerun:
             return
-        ran_s = time.perf_counter() - started
-        if ran_s >= STABLE_RUN_S:
-            self._rerun_backoff_ms = self.config.build.rerun_delay
-        delay = self._rerun_backoff_ms
-        self._rerun_backoff_ms = min(max(delay * 2, 1), RERUN_BACKOFF_CAP_MS)
+        delay = self._rerun_backoff.next_delay(time.perf_counter() - started)
         self.console.runner(f"rerun in {delay} ms")
         await anyio.sleep(delay / 1000)
         async with self._app_lock:
@@ -536,7 +580,7 @@ class Engine:
                 self.emit(Restarting("rerun"))
                 await self._start_app(env, build_ms=0, started=time.perf_counter(), why="rerun")
 
-    async def _stop_app(self, *, reason: str) -> None:
+    async def _stop_app(self, reason: str) -> None:
         app, self.app = self.app, None
         if app is None:
             return
@@ -552,6 +596,71 @@ class Engine:
         self.console.debug(f"pid {app.pid} {how} in {report.duration_ms:.0f} ms ({reason})")
         if not report.graceful and delay:
             self.console.runner(f"pid {app.pid} did not stop within {delay} ms: killed")
+
+    # -- build rules and extra processes ----------------------------------------------------
+
+    async def _run_rule(self, index: int, paths: tuple[str, ...]) -> None:
+        """One run of a ``[[build.rules]]`` command (its runner keeps it one at a time)."""
+        rule = self.config.build.rules[index]
+        what = Plan("ignore", sources=paths).describe(str(self.config.root))
+        self.console.rule(rule.name, f"{what} changed: $ {rule.cmd}")
+        started = time.perf_counter()
+        result = await self.runtime.run_step(rule.cmd, self.runtime.environment(), rule=rule.name)
+        ms = _ms_since(started)
+        if result.ok:
+            self.console.rule(rule.name, f"done in {ms:.0f} ms")
+        else:
+            lines = [line for line in result.output.splitlines() if line.strip()]
+            last = f": {lines[-1].strip()[:200]}" if lines else ""
+            self.console.rule(
+                rule.name, f"failed (exit {result.returncode}) in {ms:.0f} ms{last}", error=True
+            )
+            self.runtime.log_build_failure(result)
+        self.emit(RuleRan(rule.name, paths, result.returncode, result.output, ms))
+
+    async def _start_process(self, name: str, reason: str) -> None:
+        assert self._task_group is not None
+        self._process_started.add(name)
+        await self._task_group.start(self.processes[name].run, reason, name=f"process {name}")
+
+    def _restart_process(self, name: str, reason: str) -> None:
+        if self._stop_requested.is_set():
+            return
+        if name in self._process_started:
+            self.processes[name].restart(reason)
+            return
+        assert self._task_group is not None
+        self._process_started.add(name)
+        self._task_group.start_soon(self.processes[name].run, reason, name=f"process {name}")
+
+    async def _stop_tree(self, handle: Handle) -> StopReport:
+        build = self.config.build
+        delay = 0 if self._force or handle.returncode is not None else build.kill_delay
+        return await handle.stop(interrupt=build.send_interrupt, kill_delay_ms=delay)
+
+
+class _ProcessLines:
+    """How the engine reports its extra processes: a line under the process's name, and
+    an event."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def started(self, name: str, handle: Handle, generation: int, reason: str) -> None:
+        why = {"start": "", "app": " (with the app)", "files": " (its files changed)"}
+        self.engine.console.process(name, f"started pid {handle.pid}{why.get(reason, '')}")
+        self.engine.emit(ProcessStarted(name, handle.pid, generation, reason))
+
+    def exited(self, name: str, handle: Handle, code: int, retry_ms: int) -> None:
+        self.engine.emit(ProcessExited(name, handle.pid, code))
+        if self.engine._stop_requested.is_set():
+            return
+        self.engine.console.process(
+            name, f"exited with code {code}; rerun in {retry_ms} ms", error=code != 0
+        )
+
+    def failed(self, name: str, error: str, retry_ms: int) -> None:
+        self.engine.console.process(name, f"{error}; retry in {retry_ms} ms", error=True)
 
 
 def _describe(error: BaseException) -> str:

@@ -84,6 +84,40 @@ class AssetsChanged:
 
 
 @dataclass(frozen=True)
+class RuleRan:
+    """A ``[[build.rules]]`` command finished (``returncode`` 0: it passed)."""
+
+    name: str
+    paths: tuple[str, ...]
+    returncode: int
+    output: str
+    ms: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+@dataclass(frozen=True)
+class ProcessStarted:
+    """An extra process (``[[process]]``) started; ``generation`` counts its starts."""
+
+    name: str
+    pid: int
+    generation: int
+    reason: str  # "start", "app", "files", "rerun"
+
+
+@dataclass(frozen=True)
+class ProcessExited:
+    """An extra process exited on its own (not stopped by pyair)."""
+
+    name: str
+    pid: int
+    code: int
+
+
+@dataclass(frozen=True)
 class Stopping:
     """pyair is shutting down."""
 
@@ -98,5 +132,8 @@ Event = (
     | TemplatesSwapped
     | TemplateFailed
     | AssetsChanged
+    | RuleRan
+    | ProcessStarted
+    | ProcessExited
     | Stopping
 )

@@ -382,7 +382,34 @@ def render(found: Detected) -> str:
             f"app_port = {found.port}",
         ]
     lines += ["", "[log]", "time = false", "", "[misc]", "clean_on_exit = false", ""]
+    lines += _COMPANIONS_EXAMPLE
     return "\n".join(lines)
+
+
+# Commented out: the other processes of a dev loop, for the user to adapt (tested uncommented).
+_COMPANIONS_EXAMPLE = [
+    "# Commands run when their own files change (air's [[build.rules]]); such a file never",
+    "# restarts the app. Uncomment and adapt:",
+    "# [[build.rules]]",
+    '# name = "css"',
+    '# cmd = "npx tailwindcss -i styles/input.css -o static/site.css"',
+    '# include_dir = ["styles"]',
+    '# include_ext = ["css"]',
+    "",
+    "# Processes beside the app, each with its own prefix, colour and process tree; Ctrl-C",
+    '# stops them all. restart: "app" (with the app, the default), "files" (on its own',
+    '# include_ext / include_dir / include_file), "never" (it watches by itself).',
+    "# A process that crashes is rerun, with back-off.",
+    "# [[process]]",
+    '# name = "worker"',
+    '# cmd = "python -m celery -A proj worker -l info"',
+    "#",
+    "# [[process]]",
+    '# name = "tailwind"',
+    '# cmd = "npx tailwindcss -i styles/input.css -o static/site.css --watch"',
+    '# restart = "never"',
+    "",
+]
 
 
 def _port_option(value: int | None, option: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import math
 import os
 import secrets
 import signal
@@ -33,6 +34,7 @@ from typing import NamedTuple, Protocol
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import psutil
 
 from .childside import (
@@ -398,6 +400,75 @@ async def run_step(
     return StepResult(command, returncode, lines.text, (time.perf_counter() - started) * 1000)
 
 
+# --------------------------------------------------------------------------- piped output
+
+MAX_LINE = 16_384  # a longer line is shown in pieces of this many characters
+PARTIAL_S = 0.2  # an unfinished line (a prompt, a progress bar) is shown after this long
+
+
+class LineSplitter:
+    """Bytes from a pipe into lines: UTF-8 decoded incrementally, ``\r\n`` and ``\n``
+    endings, over-long lines cut, and what is left unfinished kept for :meth:`flush`."""
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._partial = ""
+        self._max = max_line
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._partial)
+
+    def feed(self, data: bytes) -> list[str]:
+        *lines, self._partial = (self._partial + self._decoder.decode(data)).split("\n")
+        while len(self._partial) > self._max:
+            lines.append(self._partial[: self._max])
+            self._partial = self._partial[self._max :]
+        out: list[str] = []
+        for line in lines:
+            line = line.removesuffix("\r")
+            out.extend(line[i : i + self._max] for i in range(0, len(line), self._max) or [0])
+        return out
+
+    def flush(self) -> str:
+        """The unfinished line so far (then forgotten); "" if none."""
+        line, self._partial = self._partial + self._decoder.decode(b"", final=True), ""
+        return line.removesuffix("\r")
+
+
+async def pump_lines(
+    stream: anyio.abc.ByteReceiveStream,
+    on_line: Callable[[str], None],
+    *,
+    partial_s: float = PARTIAL_S,
+) -> None:
+    """Read ``stream`` to its end, handing each line to ``on_line``.
+
+    An unfinished line is handed over once nothing more came for ``partial_s`` (a prompt
+    without a newline is seen), and at the end. The pipe is drained as fast as ``on_line``
+    takes lines, so the writer is held back only by how fast they are shown; each chunk
+    (at most 64 KiB) is followed by a checkpoint, so a chatty process never starves the
+    event loop.
+    """
+    splitter = LineSplitter()
+    try:
+        while True:
+            chunk = b""
+            with anyio.move_on_after(partial_s if splitter.pending else math.inf):
+                chunk = await stream.receive(65536)
+            if not chunk:  # quiet for partial_s
+                on_line(splitter.flush())
+                continue
+            for line in splitter.feed(chunk):
+                on_line(line)
+            await anyio.lowlevel.checkpoint()
+    except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+        pass
+    finally:
+        if splitter.pending:
+            on_line(splitter.flush())
+
+
 # --------------------------------------------------------------------------- the app
 
 
@@ -415,9 +486,17 @@ class AppProcess:
 
     @classmethod
     async def start(
-        cls, command: AppCommand, *, cwd: Path, env: Mapping[str, str], token: str
+        cls,
+        command: AppCommand,
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        token: str,
+        piped: bool = False,
     ) -> AppProcess:
-        """Start ``command`` with stdio inherited and ``PYAIR_TREE=token`` in its environment.
+        """Start ``command`` with ``PYAIR_TREE=token`` in its environment, stdio inherited
+        (the app keeps the terminal), or ``piped``: stdin from /dev/null, stdout and stderr
+        into pipes (``stdout``/``stderr``) that the caller must keep reading.
 
         Raises OSError when it cannot be started (no such program, no such cwd).
         """
@@ -430,16 +509,26 @@ class AppProcess:
             argv = [_SHELL, "-c", command.shell]
         else:
             raise ValueError("an AppCommand needs argv or shell")
+        pipe = subprocess.PIPE if piped else None
         process = await anyio.open_process(
             argv,
-            stdin=None,
-            stdout=None,
-            stderr=None,
+            stdin=subprocess.DEVNULL if piped else None,
+            stdout=pipe,
+            stderr=pipe,
             cwd=cwd,
             env={**env, TREE_ENV: token},
             start_new_session=True,
         )
         return cls(process, command, token)
+
+    @property
+    def stdout(self) -> anyio.abc.ByteReceiveStream | None:
+        """The pipe of a ``piped`` start (None otherwise)."""
+        return getattr(self._process, "stdout", None)
+
+    @property
+    def stderr(self) -> anyio.abc.ByteReceiveStream | None:
+        return getattr(self._process, "stderr", None)
 
     @property
     def returncode(self) -> int | None:

@@ -5,6 +5,7 @@
     env = runtime.environment()
     result = await runtime.run_step("make", env)     # a StepResult; output streamed to the console
     app, warm = await runtime.start_app(env, generation=1)
+    worker = await runtime.start_process(config.process[0], generation=1)   # output prefixed
     ready = await runtime.wait_ready(app)            # Ready / NotReady; None: nothing to probe
     swap = await runtime.swap(["/app/templates/page.html"], timeout_ms=1000)
 
@@ -13,11 +14,19 @@ a runtime carries it out; the engine's tests hand it a scripted one. :class:`Loc
 the services: build steps and the app's process tree (``process``), the control socket to the
 agent inside the app (``control``), warm starts forked from a preloaded zygote (``zygote``), and
 the guardian that kills the app's tree if pyair itself dies.
+
+The extra processes (``[[process]]``) are trees of their own, nested under the session's token
+(so the guardian kills them too), with stdin from /dev/null and their output read from pipes
+and shown under their names. A pipe is not a terminal, so each one is told what a terminal
+would have told it: ``PYTHONUNBUFFERED=1`` (lines as they are printed), and, when pyair's own
+output is coloured, ``FORCE_COLOR=1``, ``CLICOLOR_FORCE=1`` and ``PY_COLORS=1`` (what Node's and
+Python's colour libraries read); a value the process's own environment sets wins.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import secrets
@@ -29,12 +38,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import anyio
+import anyio.abc
 from anyio.abc import TaskStatus
 
 from .agent import ENV_VAR as AGENT_ENV
 from .agent import bootstrap_dir
 from .childside import ROOT_ENV, TEMPLATE_EXT_ENV
-from .config import AppCommand, Config, child_environment
+from .config import AppCommand, Config, ProcessConfig, child_environment
 from .console import Console
 from .control import ControlServer, SwapResult
 from .errors import PyairError
@@ -45,13 +55,20 @@ from .process import (
     Leader,
     StepResult,
     belongs_to_tree,
+    pump_lines,
     run_step,
 )
 from .readiness import NotReady, Ready, probe_target, wait_ready
 from .sources import LastGood
 from .zygote import Preloader
 
-__all__ = ["LocalRuntime", "app_environment", "source_excerpt", "without_shell"]
+__all__ = [
+    "LocalRuntime",
+    "app_environment",
+    "process_environment",
+    "source_excerpt",
+    "without_shell",
+]
 
 
 class LocalRuntime:
@@ -71,6 +88,7 @@ class LocalRuntime:
         self.preloader: Preloader | None = None  # warm restarts ([build] preload)
         self.last_good = LastGood(config)  # what keeps serving when a template breaks
         self._leader: AppProcess | None = None  # the app started last
+        self._tg: anyio.abc.TaskGroup | None = None  # reads the extra processes' output
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -93,6 +111,7 @@ class LocalRuntime:
                         hint="point TMPDIR at a short, writable directory",
                     ) from None
                 async with anyio.create_task_group() as tg:
+                    self._tg = tg
                     tg.start_soon(self._remember_templates, name="templates")
                     self.preloader = self._preloader()
                     if self.preloader is not None:
@@ -143,11 +162,15 @@ class LocalRuntime:
         """The environment of build steps and the app (re-read: ``.env`` edits apply)."""
         return app_environment(self.config, self.token)
 
-    async def run_step(self, command: str, env: Mapping[str, str]) -> StepResult:
-        """``command`` through the shell in the project root, its output on the console."""
-        return await run_step(
-            command, cwd=self.config.root, env=env, on_output=self.console.build_output
-        )
+    async def run_step(
+        self, command: str, env: Mapping[str, str], *, rule: str | None = None
+    ) -> StepResult:
+        """``command`` through the shell in the project root, its output on the console
+        (under ``[rule]`` for a ``[[build.rules]]`` command)."""
+        on_output = self.console.build_output
+        if rule is not None:
+            on_output = functools.partial(self.console.rule_output, rule)
+        return await run_step(command, cwd=self.config.root, env=env, on_output=on_output)
 
     def log_build_failure(self, result: StepResult) -> None:
         """Append a failed build step and its output to ``[build] log`` under tmp_dir."""
@@ -205,6 +228,26 @@ class LocalRuntime:
             with_agent.update(self.preloader.agent_env())
         return with_agent
 
+    # -- extra processes ----------------------------------------------------------------
+
+    async def start_process(self, process: ProcessConfig, generation: int) -> AppProcess:
+        """Start one ``[[process]]`` entry as a tree of its own, its output shown under its
+        name. Raises :class:`PyairError` when it cannot be started."""
+        assert self._tg is not None, "start_process() before run() started"
+        env = process_environment(self.environment(), process, colour=self.console.coloured)
+        command = without_shell(AppCommand(argv=None, shell=process.cmd), env)
+        cwd = self.config.root / process.cwd if process.cwd else self.config.root
+        token = f"{self.token}/proc-{process.name}-{generation}"
+        try:
+            proc = await AppProcess.start(command, cwd=cwd, env=env, token=token, piped=True)
+        except OSError as exc:
+            raise PyairError(f"cannot start {process.cmd!r} in {cwd}: {exc}") from None
+        show = functools.partial(self.console.process_output, process.name)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                self._tg.start_soon(pump_lines, stream, show, name=f"{process.name} output")
+        return proc
+
     async def wait_ready(self, app: Leader) -> Ready | NotReady | None:
         """Until the app answers (see :mod:`supervisor.readiness`); None: nothing to probe.
 
@@ -258,6 +301,20 @@ def app_environment(config: Config, token: str) -> dict[str, str]:
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", os.defpath)
         env["VIRTUAL_ENV"] = sys.prefix
     return env
+
+
+def process_environment(
+    env: Mapping[str, str], process: ProcessConfig, *, colour: bool
+) -> dict[str, str]:
+    """An extra process's environment: pyair's children's, what a pipe needs instead of a
+    terminal (unless set), and the process's own ``env`` (which wins)."""
+    result = dict(env)
+    result.setdefault("PYTHONUNBUFFERED", "1")
+    if colour and "NO_COLOR" not in result:
+        for name in ("FORCE_COLOR", "CLICOLOR_FORCE", "PY_COLORS"):
+            result.setdefault(name, "1")
+    result.update(process.env)
+    return result
 
 
 _SHELL_SYNTAX = re.compile(r"""[|&;<>()$`\\"'*?\[\]#~=%{}\n]""")

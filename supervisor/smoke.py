@@ -3,8 +3,9 @@
     $ pyair smoke -c .air.toml --json smoke.json
     build         -      skip  no [build] cmd or pre_cmd
     ready       412 ms   ok    pid 4242 answers http://127.0.0.1:8000/
+    procs       501 ms   ok    worker pid 4243, tailwind pid 4244 running
     swap         31 ms   ok    templates/page.html swapped in pid 4242 (page.html), no restart
-    restart     530 ms   ok    app.py: pid 4242 -> 4250, ready again
+    restart     530 ms   ok    app.py: pid 4242 -> 4250, ready again; worker pid 4243 -> 4251
     stop         95 ms   ok    no process of the app tree left
     smoke passed in 1.1 s
 
@@ -16,9 +17,12 @@ events that prove it, with a deadline (``--timeout``, per step):
    (``[proxy] app_port``, ``PORT`` in ``[env]``, the command's ``--port``; see
    :mod:`supervisor.readiness`) (``AppReady``; ``AppExited``, ``AppNotReady`` or the deadline
    fail it).
+2b. procs, when the config has ``[[process]]`` entries: each one started and is still running
+   a moment later (``ProcessStarted``; a ``ProcessExited`` fails it).
 3. swap, when a watched template exists: a comment is appended to it; ``TemplatesSwapped``
    passes, ``Restarting`` (a restart instead of a swap), ``TemplateFailed`` or the deadline fail.
-4. restart: a comment is appended to a source file; ``Restarting`` then ``AppReady`` passes.
+4. restart: a comment is appended to a source file; ``Restarting`` then ``AppReady`` passes,
+   once every process with ``restart = "app"`` started again too.
 5. stop: ``request_stop()``, the engine returns, and no process of the app tree is left: none
    carries the tree token, and (Linux) none of the orphans this process adopted as the child
    subreaper of the app tree is alive. A daemon that double-forked out of the app's session and
@@ -58,6 +62,8 @@ from .events import (
     AppStarted,
     BuildFailed,
     Event,
+    ProcessExited,
+    ProcessStarted,
     Restarting,
     Stopping,
     TemplateFailed,
@@ -72,6 +78,7 @@ from .watcher import build_filter
 DEFAULT_TIMEOUT_S = 30.0
 VERDICT_GRACE_S = 1.0  # the ready step waits this much past --timeout for the engine's verdict
 AGENT_WAIT_S = 5.0  # how long the swap step waits for the app's template agent to say hello
+ALIVE_S = 1.0  # the processes step: each one must still run this long after its start
 POLL_S = 0.02  # while leftovers are being killed
 EXIT_INTERRUPTED = 130
 
@@ -234,7 +241,7 @@ class Step:
         return f"{self.name:<8} {took}  {self.status:<4}  {self.detail}"
 
 
-STEP_NAMES = ("build", "ready", "swap", "restart", "stop")
+STEP_NAMES = ("build", "ready", "procs", "swap", "restart", "stop")
 
 
 @dataclass
@@ -321,6 +328,8 @@ class Smoke:
         self._adopting = False
         self._baseline: set[int] = set()
         self.pid: int | None = None  # the app's current pid
+        self.process_starts: dict[str, list[tuple[int, str]]] = {}  # name: (pid, reason)...
+        self.process_exits: dict[str, list[int]] = {}  # name: exit codes
         self._running: tuple[Step, float] | None = None  # the step now running, since when
         self._started = time.perf_counter()
 
@@ -333,6 +342,10 @@ class Smoke:
                 self._scope.cancel()
         if isinstance(event, AppStarted):
             self.pid = event.pid
+        if isinstance(event, ProcessStarted):
+            self.process_starts.setdefault(event.name, []).append((event.pid, event.reason))
+        if isinstance(event, ProcessExited):
+            self.process_exits.setdefault(event.name, []).append(event.code)
         self._send.send_nowait((time.perf_counter(), event))
 
     async def _next(self, deadline: float) -> tuple[float, Event] | None:
@@ -343,6 +356,13 @@ class Smoke:
 
     def _deadline(self) -> float:
         return time.monotonic() + self.timeout
+
+    async def _until(self, condition: Callable[[], bool], deadline: float) -> bool:
+        """Take events until ``condition()`` holds (True) or ``deadline`` passed (False)."""
+        while not condition():
+            if await self._next(deadline) is None:
+                return condition()
+        return True
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -473,6 +493,7 @@ class Smoke:
             return
         rel = _rel(source, self.config.root)
         old_pid = self.pid
+        before = {name: len(self.process_starts.get(name, [])) for name in self._names}
         self._begin("restart")
         self.files.touch(source)
         restarted = False
@@ -499,7 +520,7 @@ class Smoke:
                 if event.pid == old_pid:
                     self._end("fail", f"{rel}: the app is ready but kept pid {old_pid}")
                 else:
-                    self._end("ok", f"{rel}: pid {old_pid} -> {event.pid}, ready again")
+                    await self._restart_ok(source, old_pid, event.pid, before, deadline)
                 return
             elif isinstance(event, AppNotReady):
                 self._end(
@@ -512,8 +533,75 @@ class Smoke:
                 self._end("fail", f"after {rel} changed the app exited with code {event.code}")
                 return
 
+    async def _processes(self) -> bool:
+        """Every ``[[process]]`` entry started and still runs ALIVE_S later."""
+        names = [process.name for process in self.config.process]
+        if not names:
+            self._skip("procs", "no [[process]] in the config")
+            return True
+        self._begin("procs")
+        if not await self._until(lambda: all(n in self.process_starts for n in names),
+                                 self._deadline()):  # fmt: skip
+            missing = ", ".join(n for n in names if n not in self.process_starts)
+            self._end("fail", f"not started within {self.timeout:g} s: {missing} (see the log)")
+            return False
+        await self._until(lambda: bool(self.process_exits), time.monotonic() + ALIVE_S)
+        if self.process_exits:
+            name, codes = next(iter(self.process_exits.items()))
+            self._end("fail", f"{name} exited with code {codes[0]} right after it started")
+            return False
+        running = ", ".join(f"{n} pid {self.process_starts[n][-1][0]}" for n in names)
+        self._end("ok", f"{running} running")
+        return True
+
+    def _should_restart(self, source: Path) -> list[str]:
+        """The processes a change to ``source`` restarts: "app" ones, and those it is one of
+        the own files of."""
+        own = classify([(Change.modified, str(source))], self.config).processes
+        return [p.name for p in self.config.process if p.restart == "app" or p.name in own]
+
+    def _process_restarts(self, source: Path, before: dict[str, int]) -> tuple[bool, str]:
+        """After a source change: did each process follow its policy? (done, what)"""
+        said: list[str] = []
+        wanted = self._should_restart(source)
+        for process in self.config.process:
+            starts = self.process_starts.get(process.name, [])
+            if process.name not in wanted:
+                if len(starts) != before[process.name]:
+                    return False, f"{process.name} restarted (restart = {process.restart!r})"
+                continue
+            fresh = starts[before[process.name] :]
+            if not fresh:
+                return False, f"{process.name} was not restarted (restart = {process.restart!r})"
+            said.append(
+                f"{process.name} pid {starts[before[process.name] - 1][0]} -> {fresh[-1][0]}"
+            )
+        return True, "; ".join(said)
+
+    @property
+    def _names(self) -> list[str]:
+        return [process.name for process in self.config.process]
+
+    async def _restart_ok(
+        self, source: Path, old_pid: int | None, pid: int, before: dict[str, int], deadline: float
+    ) -> None:
+        """The app is ready again: the processes that restart with it must have, too."""
+        rel = _rel(source, self.config.root)
+        detail = f"{rel}: pid {old_pid} -> {pid}, ready again"
+        wanted = self._should_restart(source)
+
+        def restarted() -> bool:
+            return all(len(self.process_starts.get(n, [])) > before[n] for n in wanted)
+
+        await self._until(restarted, deadline)
+        done, what = self._process_restarts(source, before)
+        if not done:
+            self._end("fail", f"after {rel} changed: {what}")
+            return
+        self._end("ok", f"{detail}; {what}" if what else detail)
+
     async def _steps(self) -> None:
-        if await self._start():
+        if await self._start() and await self._processes():
             await self._swap()
             await self._restart()
 

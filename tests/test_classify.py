@@ -200,3 +200,48 @@ def test_describe_lists_three_then_counts(config: Config) -> None:
     assert plan.describe(ROOT) == "a.py, b.py, templates/t.html (+2 more)"
     two = classify(batch("a.py", "templates/t.html"), config)
     assert two.describe(ROOT) == "a.py, templates/t.html"
+
+
+# --------------------------------------------------------------------------- rules and processes
+
+
+def _with_rules_and_processes(config: Config) -> Config:
+    from supervisor.config import ProcessConfig, RuleConfig
+
+    rules = (
+        RuleConfig.finish(0, {"name": "css", "cmd": "sass", "include_ext": ("scss",)}),
+        RuleConfig.finish(1, {"cmd": "gen", "include_dir": ("api",), "exclude_regex": ("_x",)}),
+        RuleConfig.finish(2, {"cmd": "all", "include_ext": ("*",), "include_dir": ("api",)}),
+    )
+    processes = (
+        ProcessConfig.finish(0, {"name": "worker", "cmd": "w", "include_ext": ("py",)}),
+        ProcessConfig.finish(1, {"name": "beat", "cmd": "b", "include_file": ("beat.toml",)}),
+        ProcessConfig.finish(2, {"name": "web2", "cmd": "w2"}),  # restarts with the app
+    )
+    return replace(config, build=replace(config.build, rules=rules), process=processes)
+
+
+def test_a_file_a_rule_matches_goes_to_that_rule_only(config: Config) -> None:
+    config = _with_rules_and_processes(config)
+    plan = classify(batch("assets/site.scss", "api/spec.yaml", "api/spec_x.yaml"), config)
+    assert plan.action == "ignore" and plan.paths == ()
+    # the first rule that matches wins; rule 1's exclude_regex passes spec_x on to rule 2
+    assert plan.rules == ((0, full("assets/site.scss")), (1, full("api/spec.yaml")),
+                          (2, full("api/spec_x.yaml")))  # fmt: skip
+    assert plan.processes == ()
+
+
+def test_a_rules_file_beside_a_source_file_restarts_for_the_source_only(config: Config) -> None:
+    config = _with_rules_and_processes(config)
+    plan = classify(batch("assets/site.scss", "app.py"), config)
+    assert plan.action == "restart" and plan.sources == full("app.py")
+    assert plan.rules == ((0, full("assets/site.scss")),)
+    assert plan.processes == ("worker",)  # its include_ext matched app.py too
+
+
+def test_a_processes_own_file_restarts_it_not_the_app(config: Config) -> None:
+    config = _with_rules_and_processes(config)
+    counts = lambda change, path: not path.endswith(".toml")  # noqa: E731 - the app's filter
+    plan = classify(batch("beat.toml"), config, counts=counts)
+    assert plan.action == "ignore" and plan.processes == ("beat",)
+    assert classify(batch("beat.toml"), config).action == "restart"  # without a filter

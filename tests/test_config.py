@@ -248,18 +248,9 @@ def test_go_only_and_legacy_keys_are_accepted_and_listed_once(project: Path) -> 
 
         [color]
         app = "cyan"
-
-        [[build.rules]]
-        name = "css"
-        cmd = "make css"
-        include_ext = ["scss"]
-
-        [[build.rules]]
-        cmd = "make js"
-        include_ext = ["ts"]
         """,
     )
-    assert sorted(config.unused_keys) == ["build.rules", "color.app", "watch_dir"]
+    assert sorted(config.unused_keys) == ["color.app", "watch_dir"]
     assert all(key in config_module.UNUSED_KEYS for key in config.unused_keys)
 
 
@@ -1072,3 +1063,133 @@ def test_child_environment_read_hook_and_overrides(project: Path) -> None:
 def test_env_table_names_must_be_usable(project: Path) -> None:
     message = error(project, '[env]\n"A=B" = "1"\n')
     assert message.startswith(at(project, 2)) and "cannot be an environment variable" in message
+
+
+# ------------------------------------------------------------------ [[build.rules]], [[process]]
+
+
+def test_build_rules_as_air_defines_them(project: Path) -> None:
+    config = load(
+        project,
+        """
+        [build]
+        exclude_dir = ["assets"]
+
+        [[build.rules]]
+        name = "css"
+        cmd = "sass assets/scss:static/css"
+        include_dir = ["./assets/scss/"]
+        include_ext = [".scss"]
+        exclude_regex = ["_draft"]
+
+        [[build.rules]]
+        cmd = "make client"
+        include_file = ["openapi.yaml"]
+        delay = "250ms"
+        """,
+    )
+    css, client = config.build.rules
+    assert (css.name, css.cmd, css.include_dir, css.include_ext) == (
+        "css", "sass assets/scss:static/css", ("assets/scss",), ("scss",),
+    )  # fmt: skip
+    assert css.exclude_regex == ("_draft",) and css.delay == 1000  # air's default delay
+    assert (client.name, client.include_file, client.delay) == ("rule-1", ("openapi.yaml",), 250)
+    assert config.unused_keys == ()
+
+
+def test_processes_and_their_restart_policies(project: Path) -> None:
+    config = load(
+        project,
+        """
+        [[process]]
+        name = "worker"
+        cmd = "python -m celery -A proj worker"
+
+        [process.env]
+        CELERY_LOG = "info"
+
+        [[process]]
+        name = "tailwind"
+        cmd = "npx tailwindcss --watch"
+        cwd = "frontend"
+        restart = "never"
+
+        [[process]]
+        name = "scheduler"
+        cmd = "python beat.py"
+        include_dir = ["schedules"]
+        """,
+    )
+    worker, tailwind, scheduler = config.process
+    assert (worker.restart, dict(worker.env)) == ("app", {"CELERY_LOG": "info"})
+    assert (tailwind.restart, tailwind.cwd) == ("never", "frontend")
+    assert scheduler.restart == "files" and scheduler.include_dir == ("schedules",)
+    with pytest.raises(TypeError):
+        worker.env["X"] = "1"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "needle"),
+    [
+        ('[[build.rules]]\ninclude_ext = ["scss"]\n', 1, "build.rules[0]: a rule needs a cmd"),
+        (
+            '[[build.rules]]\ncmd = "a"\ninclude_ext = ["x"]\n[[build.rules]]\ncmd = "b"\n',
+            4,
+            "build.rules[1]: a rule needs include_dir, include_ext or include_file",
+        ),
+        (
+            '[[build.rules]]\ncmd = "a"\ninclude_ext = ["x"]\nexclude_regex = ["("]\n',
+            4,
+            "build.rules[0]: bad regular expression '('",
+        ),
+        ('[[build.rules]]\ncmd = "a"\nincluded_ext = ["x"]\n', 3, "did you mean 'include_ext'?"),
+        ("[build]\nrules = 3\n", 2, "write each entry as a [[build.rules]] table"),
+        ('[[process]]\ncmd = "a"\n', 1, "process[0]: a process needs a name"),
+        ('[[process]]\nname = "a b"\ncmd = "a"\n', 2, "name 'a b' is not a plain name"),
+        ('[[process]]\nname = "w"\n', 1, "process[0]: a process needs a cmd"),
+        (
+            '[[process]]\nname = "w"\ncmd = "a"\n[[process]]\nname = "w"\ncmd = "b"\n',
+            5,
+            "process[1]: name 'w' is taken by an earlier entry",
+        ),
+        (
+            '[[process]]\nname = "w"\ncmd = "a"\nrestart = "files"\n',
+            4,
+            'restart = "files" needs include_dir, include_ext or include_file',
+        ),
+        (
+            '[[process]]\nname = "w"\ncmd = "a"\nrestart = "never"\ninclude_ext = ["py"]\n',
+            4,
+            'restart = "never", but include_* files are given',
+        ),
+        ('[[process]]\nname = "w"\ncmd = "a"\nrestart = "always"\n', 4, "use one of 'app'"),
+        ('[[process]]\nname = "w"\ncmd = "a"\nenv = 3\n', 4, "'process[0].env' must be a table"),
+        ('[[process]]\nname = "w"\ncmd = "a"\n[process.env]\n"A=B" = "1"\n', 5, "process[0].env: "),
+    ],
+)
+def test_rule_and_process_errors_point_at_the_entry(
+    project: Path, text: str, line: int, needle: str
+) -> None:
+    message = error(project, text)
+    assert message.startswith(at(project, line)), message
+    assert needle in message, message
+
+
+def test_rules_and_processes_cannot_be_flags(project: Path) -> None:
+    assert "build.rules" not in known_keys() and "process" not in known_keys()
+    assert config_module.table_keys() == ["process", "build.rules"]
+    with pytest.raises(ConfigError) as info:
+        load(project, "", overrides={"build.rules": "x"})
+    assert str(info.value) == (
+        "--build.rules cannot be set by a flag (as in air); write [[build.rules]] tables in "
+        "the config file"
+    )
+
+
+def test_keylines_index_the_entries_of_arrays_of_tables() -> None:
+    lines = KeyLines("[[p]]\nname = 1\n[[p]]\nname = 2\n[p.env]\nX = 1\n[[p]]\nenv = { Y = 1 }\n")
+    assert lines.find("p[0].name") == (2, 1)
+    assert lines.find("p[1].name") == (4, 1)
+    assert lines.find("p[1].env.X") == (6, 1)
+    assert lines.find("p[2].env.Y") == (8, 1)  # an inline table's key: at its parent
+    assert lines.find("p.name") == (2, 1)  # unindexed: the first occurrence, as before

@@ -22,7 +22,7 @@ from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
 from supervisor.classify import Change, FileChange
-from supervisor.config import BuildConfig, Config, TemplatesConfig
+from supervisor.config import BuildConfig, Config, ProcessConfig, RuleConfig, TemplatesConfig
 from supervisor.console import Console
 from supervisor.control import NO_AGENT, SWAPPED, TEMPLATE_ERROR, SwapResult, TemplateError
 from supervisor.engine import Engine, State
@@ -33,7 +33,10 @@ from supervisor.events import (
     AssetsChanged,
     BuildFailed,
     Event,
+    ProcessExited,
+    ProcessStarted,
     Restarting,
+    RuleRan,
     TemplateFailed,
     TemplatesSwapped,
 )
@@ -176,6 +179,7 @@ class FakeRuntime:
     cancelled: list[str] = field(default_factory=list)  # commands cancelled while held
     logged: list[StepResult] = field(default_factory=list)  # failures kept in the build log
     apps: list[FakeApp] = field(default_factory=list)
+    processes: list[tuple[str, FakeApp]] = field(default_factory=list)  # as they started
     swapped: list[tuple[str, ...]] = field(default_factory=list)
     release: anyio.Event = field(default_factory=anyio.Event)  # lets held steps finish
     agent_pid: int | None = None
@@ -187,7 +191,7 @@ class FakeRuntime:
     def environment(self) -> dict[str, str]:
         return {"PYAIR_TREE": "fake"}
 
-    async def run_step(self, command: str, env: object) -> StepResult:
+    async def run_step(self, command: str, env: object, *, rule: str | None = None) -> StepResult:
         outcome = self.steps.popleft() if self.steps else "ok"
         self.ran.append(command)
         self.ticks.note()
@@ -210,6 +214,15 @@ class FakeRuntime:
         self.agent_pid = app.pid
         self.ticks.note()
         return app, None
+
+    async def start_process(self, process: ProcessConfig, generation: int) -> FakeApp:
+        proc = FakeApp(2000 + len(self.processes), generation)
+        self.processes.append((process.name, proc))
+        self.ticks.note()
+        return proc
+
+    def started(self, name: str) -> list[FakeApp]:
+        return [proc for each, proc in self.processes if each == name]
 
     async def wait_ready(self, app: object) -> float | None:
         return None
@@ -254,8 +267,12 @@ class Supervised:
 
 def make_config(**build: Any) -> Config:
     templates = build.pop("templates", TemplatesConfig())
+    processes = build.pop("process", ())
     return Config(
-        root=ROOT, build=BuildConfig(full_bin="python app.py", **build), templates=templates
+        root=ROOT,
+        build=BuildConfig(full_bin="python app.py", **build),
+        templates=templates,
+        process=processes,
     )
 
 
@@ -289,6 +306,7 @@ async def supervised(config: Config, *steps: Outcome) -> AsyncIterator[Supervise
             engine.request_stop()
     assert codes == [0]
     assert all(app.returncode is not None for app in runtime.apps), "an app outlived the engine"
+    assert all(proc.returncode is not None for _, proc in runtime.processes), "a process lives"
 
 
 # --------------------------------------------------------------------------- the five rules
@@ -465,3 +483,98 @@ async def test_a_change_source_that_cannot_start_is_one_error() -> None:
         await engine.run()
     assert str(raised.value) == (f"cannot watch {ROOT}: [Errno 13] Permission denied: '{ROOT}'")
     assert runtime.apps == []
+
+
+# --------------------------------------------------------------------------- rules and processes
+
+SASS = RuleConfig.finish(0, {"name": "css", "cmd": "sass", "include_ext": ("scss",), "delay": 0})
+
+
+def process(name: str, **keys: Any) -> ProcessConfig:
+    return ProcessConfig.finish(0, {"name": name, "cmd": f"run {name}", **keys})
+
+
+async def test_a_rules_file_runs_the_rule_and_never_restarts() -> None:
+    async with supervised(make_config(rules=(SASS,))) as run:
+        await run.changes.deliver("assets/site.scss")
+        await run.until(lambda: run.seen(RuleRan), "the rule's run")
+        await run.settled()
+        assert run.runtime.ran == ["sass"]
+        assert run.seen(RuleRan)[0].paths == (str(ROOT / "assets" / "site.scss"),)
+        assert len(run.apps) == 1 and not run.apps[0].stopped
+        assert run.restarts() == [Restarting("start")] and run.runtime.swapped == []
+        assert "build  [css] assets/site.scss changed: $ sass\n" in run.out.getvalue()
+
+
+async def test_a_rule_runs_once_per_burst_and_once_more_for_changes_during_a_run() -> None:
+    rule = RuleConfig.finish(0, {"cmd": "sass", "include_ext": ("scss",), "delay": 100})
+    async with supervised(make_config(rules=(rule,)), "hold", "ok") as run:
+        runner = run.engine.rules[0]
+        for i in range(20):  # 20 batches, each within the rule's quiet window
+            await run.changes.deliver(f"scss/part_{i}.scss")
+        await run.until(lambda: runner.running, "the first run")
+        for i in range(3):  # while it runs: queued, not run in parallel
+            await run.changes.deliver(f"scss/late_{i}.scss")
+        await run.settled()
+        assert runner.runs == 1
+        run.runtime.release.set()
+        await run.until(lambda: runner.runs == 2 and runner.idle, "exactly one more run")
+        await run.settled()
+        first, second = run.seen(RuleRan)
+        assert len(first.paths) == 20 and len(second.paths) == 3
+        assert run.runtime.ran == ["sass", "sass"] and len(run.apps) == 1
+
+
+async def test_a_failing_rule_is_one_line_and_the_app_keeps_running() -> None:
+    async with supervised(make_config(rules=(SASS,)), "fail") as run:
+        await run.changes.deliver("site.scss")
+        await run.until(lambda: run.seen(RuleRan), "the rule's run")
+        assert not run.seen(RuleRan)[0].ok
+        assert [result.command for result in run.runtime.logged] == ["sass"]
+        assert "[css] failed (exit 1) in " in run.out.getvalue()
+        assert ": make: *** [all] Error 1\n" in run.out.getvalue()
+        assert len(run.apps) == 1 and not run.apps[0].stopped
+
+
+async def test_a_process_with_the_app_policy_restarts_with_the_app() -> None:
+    config = make_config(process=(process("worker"), process("tailwind", restart="never")))
+    async with supervised(config) as run:
+        await run.until(lambda: run.runtime.started("worker"), "the worker")
+        await run.changes.deliver("app.py")
+        await run.until(lambda: len(run.runtime.started("worker")) == 2, "the new worker")
+        await run.settled()
+        old, new = run.runtime.started("worker")
+        assert old.stopped and not new.stopped and len(run.apps) == 2
+        (tailwind,) = run.runtime.started("tailwind")  # kept running across the restart
+        assert not tailwind.stopped
+        reasons = [(e.name, e.reason) for e in run.seen(ProcessStarted)]
+        assert sorted(reasons) == [("tailwind", "start"), ("worker", "app"), ("worker", "start")]
+
+
+async def test_a_process_with_its_own_patterns_restarts_alone() -> None:
+    config = make_config(process=(process("beat", include_dir=("schedules",)),))
+    async with supervised(config) as run:
+        await run.until(lambda: run.runtime.started("beat"), "the process")
+        await run.changes.deliver("schedules/nightly.yaml")
+        await run.until(lambda: len(run.runtime.started("beat")) == 2, "its restart")
+        await run.settled()
+        assert run.runtime.started("beat")[0].stopped
+        assert len(run.apps) == 1 and not run.apps[0].stopped  # not the app's file
+        await run.changes.deliver("app.py")  # the app's file: the app only
+        await run.until(lambda: len(run.apps) == 2, "the app's restart")
+        await run.settled()
+        assert len(run.runtime.started("beat")) == 2
+
+
+async def test_a_process_that_exits_reruns_with_back_off_and_the_app_stays() -> None:
+    config = make_config(process=(process("worker"),), rerun_delay=5)
+    async with supervised(config) as run:
+        await run.until(lambda: run.runtime.started("worker"), "the worker")
+        for n in (1, 2, 3):
+            run.runtime.started("worker")[-1].exit(1)
+            await run.until(lambda n=n: len(run.runtime.started("worker")) == n + 1, f"rerun {n}")
+        assert [e.code for e in run.seen(ProcessExited)] == [1, 1, 1]
+        out = run.out.getvalue()
+        for delay in (5, 10, 20):  # doubling
+            assert f"exited with code 1; rerun in {delay} ms" in out
+        assert len(run.apps) == 1 and not run.apps[0].stopped

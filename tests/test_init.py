@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -203,3 +204,21 @@ def test_init_rejects_a_bad_port(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == "--port: 70000 is not a TCP port; give 1 to 65535"
     assert not (tmp_path / ".air.toml").exists()
+
+
+def test_the_commented_rules_and_processes_example_loads_uncommented(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    found = detect(tmp_path)
+    assert found is not None
+    text = render(found)
+    assert "# [[build.rules]]" in text and "# [[process]]" in text
+    uncommented = re.sub(
+        r"^# (\[\[|(name|cmd|include_\w+|restart) =)", r"\1", text, flags=re.MULTILINE
+    )
+    (tmp_path / ".air.toml").write_text(uncommented)
+    config = load_config(tmp_path / ".air.toml")
+    assert [rule.name for rule in config.build.rules] == ["css"]
+    assert [(p.name, p.restart) for p in config.process] == [
+        ("worker", "app"),
+        ("tailwind", "never"),
+    ]

@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli",),  # the only place that exits
     ("smoke", "init"),  # subcommands
     ("engine",),  # routing and the state machine
-    ("runtime",),  # the engine's effects: wires the services
+    ("runtime", "companions"),  # the engine's effects; the rules' and processes' own state
     ("zygote", "watcher", "process", "control", "proxy", "readiness", "sources"),  # services
     ("classify", "events", "inotify"),  # inotify: the kernel binding the watchers share
     ("console",),

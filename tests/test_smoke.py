@@ -300,6 +300,42 @@ def test_sigint_mid_run_leaves_no_process_and_no_modified_file(tmp_path: Path) -
     assert found["stop"]["status"] == "ok"
 
 
+# --------------------------------------------------------------------------- extra processes
+
+
+def _with_processes(tmp_path: Path, processes: str) -> tuple[Path, int]:
+    project = copy_app("smoke_plain", tmp_path)
+    for name in ("worker.py", "tasks.py", "watch_assets.py", "crash.py"):
+        shutil.copy(APPS / "companions" / name, project / name)
+    port = free_port()
+    (project / ".air.toml").write_text(plain_config(port) + processes)
+    return project, port
+
+
+def test_smoke_checks_the_processes_and_their_restart_policies(tmp_path: Path) -> None:
+    processes = (
+        '[[process]]\nname = "worker"\ncmd = "python worker.py"\n'
+        '[[process]]\nname = "assets"\ncmd = "python watch_assets.py"\nrestart = "never"\n'
+    )
+    project, _port = _with_processes(tmp_path, processes)
+    report = str(tmp_path / "report.json")
+    result = run_smoke(project, "--json", report, "--source", "app.py", "--no-swap")
+    assert result.returncode == 0, explain(result)
+    found = steps(tmp_path / "report.json")
+    assert found["procs"]["status"] == "ok"
+    assert re.fullmatch(r"worker pid \d+, assets pid \d+ running", str(found["procs"]["detail"]))
+    assert re.search(r"; worker pid (\d+) -> (?!\1)\d+$", str(found["restart"]["detail"]))
+    assert found["stop"]["status"] == "ok"  # the processes' trees are gone too
+
+
+def test_smoke_fails_a_process_that_dies_after_its_start(tmp_path: Path) -> None:
+    processes = '[[process]]\nname = "flaky"\ncmd = "python crash.py"\nrestart = "never"\n'
+    project, _port = _with_processes(tmp_path, processes)
+    result = run_smoke(project)
+    assert result.returncode == 1, explain(result)
+    assert failures(result) == ["FAIL procs: flaky exited with code 3 right after it started"]
+
+
 # --------------------------------------------------------------------------- pieces
 
 

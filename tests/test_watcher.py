@@ -27,8 +27,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from support import APPS, inotify_watches
 
 from supervisor.classify import Change, FileChange
-from supervisor.config import BuildConfig, Config
-from supervisor.watcher import Watcher, build_filter, is_editor_junk, merge_changes
+from supervisor.config import BuildConfig, Config, RuleConfig
+from supervisor.watcher import Watcher, app_filter, build_filter, is_editor_junk, merge_changes
 
 REPO = Path(__file__).resolve().parent.parent
 A, M, D = Change.added, Change.modified, Change.deleted
@@ -451,6 +451,49 @@ async def test_include_file_in_an_excluded_dir_is_watched(tmp_path: Path, backen
         (vendor / "patched.cfg").write_text("[x]\n")
         assert await run.batch() == [(A, str(vendor / "patched.cfg"))]
         await run.assert_quiet()
+
+
+def _rule(**keys: Any) -> RuleConfig:
+    return RuleConfig.finish(0, {"cmd": "make", **keys})
+
+
+def test_filter_a_rules_files_are_watched_but_never_count_for_the_app() -> None:
+    rule = _rule(include_dir=("assets/scss",), include_ext=("scss",))
+    config = Config(root=ROOT, build=replace(BuildConfig(), rules=(rule,)))  # assets: excluded
+    watched, app = build_filter(config), app_filter(config)
+    scss = str(ROOT / "assets/scss/site.scss")
+    assert watched(Change.modified, scss) and not app(Change.modified, scss)
+    assert watched(Change.modified, str(ROOT / "assets/scss/deep/_vars.scss"))
+    assert not watched(Change.modified, str(ROOT / "assets/scss/site.css"))  # not its ext
+    assert not watched(Change.modified, str(ROOT / "assets/app.js"))  # excluded, no rule's
+    assert not watched(Change.modified, str(ROOT / "assets/scss/node_modules/x.scss"))
+    assert not watched(Change.modified, str(ROOT / "assets/scss/.#site.scss"))  # editor junk
+    ts = _rule(include_ext=("ts",))  # no include_dir: wherever the app's dirs are watched
+    config = Config(root=ROOT, build=replace(BuildConfig(), rules=(ts,)))
+    assert build_filter(config)(Change.modified, str(ROOT / "src/x.ts"))
+    assert not app_filter(config)(Change.modified, str(ROOT / "src/x.ts"))
+    assert not build_filter(config)(Change.modified, str(ROOT / "vendor/x.ts"))
+
+
+@pytest.mark.anyio
+async def test_a_rules_include_dir_listed_in_exclude_dir_is_watched(
+    tmp_path: Path, backend: str
+) -> None:
+    root = project(tmp_path)
+    scss = root / "assets" / "scss"  # assets is excluded by default
+    scss.mkdir(parents=True)
+    (root / "assets" / "app.js").write_text("1\n")
+    rule = _rule(include_dir=("assets/scss",), include_ext=("scss",))
+    config = make_config(root, backend, rules=(rule,))
+    async with watching(config) as run:
+        assert scss in run.watcher.watched_dirs and root / "assets" not in run.watcher.watched_dirs
+        (root / "assets" / "app.js").write_text("2\n")
+        (scss / "site.scss").write_text("a { color: red }\n")
+        assert await run.batch() == [(A, str(scss / "site.scss"))]
+        (scss / "parts").mkdir()  # a new directory under it is watched too
+        await run.assert_quiet()
+        (scss / "parts" / "_x.scss").write_text("$x: 1;\n")
+        assert await run.batch() == [(A, str(scss / "parts" / "_x.scss"))]
 
 
 @pytest.mark.anyio

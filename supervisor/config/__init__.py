@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from .command import AppCommand, detect_entry, python_executable, resolve_app_command
 from .environment import child_environment, parse_dotenv
-from .loading import CONFIG_CANDIDATES, current_os, find_config, load_config
+from .loading import CONFIG_CANDIDATES, current_os, find_config, load_config, table_flag_error
 from .locator import KeyLines
 from .schema import (
     ALWAYS_EXCLUDED_DIRS,
@@ -41,10 +41,13 @@ from .schema import (
     Config,
     LogConfig,
     MiscConfig,
+    ProcessConfig,
     ProxyConfig,
+    RuleConfig,
     ScreenConfig,
     TemplatesConfig,
     known_keys,
+    table_keys,
     with_overrides,
 )
 from .values import parse_duration_ms
@@ -62,7 +65,9 @@ __all__ = [
     "KeyLines",
     "LogConfig",
     "MiscConfig",
+    "ProcessConfig",
     "ProxyConfig",
+    "RuleConfig",
     "ScreenConfig",
     "TemplatesConfig",
     "child_environment",
@@ -75,5 +80,7 @@ __all__ = [
     "parse_duration_ms",
     "python_executable",
     "resolve_app_command",
+    "table_flag_error",
+    "table_keys",
     "with_overrides",
 ]

@@ -26,8 +26,10 @@ from .values import (
     ARGV,
     BOOLEAN,
     DURATION,
+    ENVIRONMENT,
     PRELOAD,
     STRINGS,
+    TABLES,
     TEXT,
     WHOLE_NUMBER,
     BadValue,
@@ -53,6 +55,12 @@ class Key:
     clean: Callable[[Any], Any] | None = None  # after reading: normalise, or raise BadValue
     per_os: bool = False  # may also be set in [build.<os>]
     unused: str | None = None  # an air key pyair accepts and ignores, and why
+    row: type[Any] | None = None  # an array of tables ([[build.rules]]): each entry's dataclass
+
+    @property
+    def flag(self) -> bool:
+        """Whether a command-line flag may set it (an array of tables may not, as in air)."""
+        return self.row is None
 
     @staticmethod
     def of(f: Field[Any]) -> Key | None:
@@ -213,3 +221,26 @@ def _normalised_paths(value: tuple[str, ...]) -> tuple[str, ...]:
 def preload(default: str | tuple[str, ...]) -> str | tuple[str, ...]:
     """``"auto"``, ``false`` or a list of module names (see supervisor/zygote.py)."""
     return _key(default, Key(PRELOAD))
+
+
+def environment() -> dict[str, str]:
+    """A table of environment variables: ``env = { DEBUG = "1" }`` (names checked)."""
+    return field(default_factory=dict, metadata={_KEY: Key(ENVIRONMENT)})
+
+
+def tables(row: type[T]) -> tuple[T, ...]:
+    """An array of tables (``[[build.rules]]``), each entry read into a ``row`` dataclass
+    whose fields are declared with these helpers; its ``finish(index, values)`` classmethod
+    completes and checks one entry (raising :class:`RowProblem`). Never a flag."""
+    return _key((), Key(TABLES, row=row))
+
+
+class RowProblem(Exception):
+    """An entry of an array of tables that cannot be used: at its key ``key`` (None: the
+    entry itself), what is wrong and how to fix it."""
+
+    def __init__(self, key: str | None, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+        self.hint = hint

@@ -207,6 +207,8 @@ def _apply_override(
         env[key] = str(raw_value)
         return
     spec = key_for(dotted)
+    if spec is not None and not spec.flag:
+        raise table_flag_error(dotted)
     if spec is None:
         guess = suggest(dotted, known_keys())
         raise ConfigError(
@@ -219,6 +221,14 @@ def _apply_override(
     except BadValue as exc:
         raise ConfigError(f"{flag}: {exc}", hint=exc.hint or spec.flag_hint(dotted)) from None
     reader.flags.add(dotted)
+
+
+def table_flag_error(dotted: str) -> ConfigError:
+    """``--build.rules``: an array of tables is only read from the file, as in air."""
+    return ConfigError(
+        f"--{dotted} cannot be set by a flag (as in air)",
+        hint=f"write [[{dotted}]] tables in the config file",
+    )
 
 
 def _resolve_root(value: str, *, base_dir: Path, cwd: Path, reader: DocumentReader) -> Path:

@@ -3,10 +3,12 @@ r"""Where each key of a TOML text is: ``KeyLines(text).find("build.delay") -> (l
     lines = KeyLines('[build]\ndealy = 5\n')
     lines.find("build.dealy")     # (2, 1): an unknown key is reported at its own line
     lines.find("build.nothing")   # (1, 2): else at its closest recorded parent
+    KeyLines('[[build.rules]]\n[[build.rules]]\ncmd = 1\n').find("build.rules[1].cmd")  # (3, 1)
     lines.unclosed                # None, or where a never-closed string or bracket opens
 
 ``tomllib`` gives no positions for a document it parsed, so semantic errors (an unknown key, a
-wrong type) need this scanner to say ``file:line:col``.
+wrong type) need this scanner to say ``file:line:col``. Each ``[[array.of.tables]]`` entry is
+also recorded by its 0-based index (``build.rules[1]``), with the keys under it.
 """
 
 from __future__ import annotations
@@ -161,6 +163,8 @@ class KeyLines:
     def _scan(self) -> None:
         text = self._text
         table: list[str] = []
+        indexed: list[str] = []  # the table's path with an [[array]] entry's index, or []
+        entries: dict[str, int] = {}  # [[array]] path -> entries seen so far
         # open arrays ("[") and inline tables ("{"), each with the key path it belongs to
         stack: list[tuple[str, list[str], tuple[int, int]]] = []
         current: list[str] = []  # the key path of the value being read
@@ -183,12 +187,19 @@ class KeyLines:
             if not stack and line_begin:
                 line_begin = False
                 if char == "[":
-                    self._i += 2 if text.startswith("[[", self._i) else 1
+                    array = text.startswith("[[", self._i)
+                    self._i += 2 if array else 1
                     self._skip_blanks()
                     start = self._i
                     table = self._read_key()
                     for n in range(1, len(table) + 1):
                         self._record(table[:n], start)
+                    if array and table:
+                        dotted = ".".join(table)
+                        entries[dotted] = entries.get(dotted, -1) + 1
+                    indexed = _indexed(table, entries)
+                    if indexed:
+                        self._record(indexed, start)
                     self._skip_comment()  # the rest of a header line: "]", "]]", a comment
                     continue
                 key = self._read_key()
@@ -197,6 +208,8 @@ class KeyLines:
                     continue
                 current = [*table, *key]
                 self._record_key(table, key)
+                if indexed:
+                    self._record_key(indexed, key)
                 self._skip_blanks()
                 if self._i < len(text) and text[self._i] == "=":
                     self._i += 1
@@ -236,6 +249,16 @@ class KeyLines:
                 self._i += 1
         if stack:
             self._mark_unclosed(*stack[0][2], stack[0][0])
+
+
+def _indexed(table: list[str], entries: dict[str, int]) -> list[str]:
+    """``table`` with its innermost ``[[array]]`` part indexed by the current entry
+    (``[process.env]`` after the second ``[[process]]`` is ``process[1].env``); [] if none."""
+    for n in range(len(table), 0, -1):
+        index = entries.get(".".join(table[:n]))
+        if index is not None:
+            return [*table[: n - 1], f"{table[n - 1]}[{index}]", *table[n:]]
+    return []
 
 
 def _unescape_key(raw: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .environment import check_env_name
-from .keys import Key
+from .keys import Key, RowProblem
 from .locator import KeyLines
 from .schema import (
     OS_OVERRIDE_KEYS,
@@ -28,7 +28,7 @@ from .schema import (
     known_keys,
     section_keys,
 )
-from .values import BadValue, suggest, type_name
+from .values import ENVIRONMENT, BadValue, suggest, type_name
 
 _SYNTAX_HINTS = (
     ("cannot overwrite", "a key or table is defined twice; keep only one"),
@@ -168,35 +168,71 @@ class DocumentReader:
 
     def value(self, dotted: str, key: Key, value: object, *, where: str | None = None) -> object:
         """One key's value from the file, or an error at ``where`` (default: the key)."""
+        if key.kind is ENVIRONMENT:
+            return self.env_table(value, where or dotted)
         try:
-            return key.read(value, from_flag=False)
+            result = key.read(value, from_flag=False)
         except BadValue as exc:
             hint = exc.hint or key.file_hint(dotted.rpartition(".")[2], value)
+            if key.row is not None:
+                hint = f"write each entry as a [[{dotted}]] table"
             raise self.error(where or dotted, f"{dotted}: {exc}", hint) from None
+        if key.row is not None:
+            assert isinstance(result, list)
+            return self.rows(dotted, key.row, result)
+        return result
 
-    def env_table(self, value: object) -> dict[str, str]:
-        """``[env]``: names to strings (numbers and booleans are written out)."""
+    def rows(self, dotted: str, row: type[Any], entries: list[dict[str, Any]]) -> tuple[Any, ...]:
+        """An array of tables: each entry's keys checked and read, then ``row.finish``."""
+        keys = section_keys(row)
+        done: list[Any] = []
+        for index, entry in enumerate(entries):
+            at = f"{dotted}[{index}]"
+            values: dict[str, Any] = {}
+            for name, item in entry.items():
+                if name not in keys:
+                    raise self.unknown(f"{at}.{name}", keys, f"in [[{dotted}]]")
+                values[name] = self.value(f"{at}.{name}", keys[name], item)
+            try:
+                done.append(row.finish(index, values))
+            except RowProblem as problem:
+                where = f"{at}.{problem.key}" if problem.key else at
+                raise self.error(where, f"{at}: {problem.message}", problem.hint) from None
+        unique = getattr(row, "UNIQUE_KEY", None)  # a key no two entries may share
+        if unique is not None:
+            seen = [getattr(item, unique) for item in done]
+            for index, taken in enumerate(seen):
+                if seen.index(taken) != index:
+                    raise self.error(
+                        f"{dotted}[{index}].{unique}",
+                        f"{dotted}[{index}]: {unique} {taken!r} is taken by an earlier entry",
+                        f"give each entry its own {unique}",
+                    )
+        return tuple(done)
+
+    def env_table(self, value: object, where: str = "env") -> dict[str, str]:
+        """``[env]`` (or a process's ``env``): names to strings (numbers and booleans are
+        written out)."""
         if not isinstance(value, dict):
-            raise self.error(
-                "env", "'env' must be a table", 'write it as [env] with NAME = "value"'
+            leaf = where.rpartition(".")[2]
+            how = (
+                '[env] with NAME = "value"' if where == "env" else f'{leaf} = {{ NAME = "value" }}'
             )
+            raise self.error(where, f"'{where}' must be a table", f"write it as {how}")
         env: dict[str, str] = {}
         for name, item in value.items():
+            at = f"{where}.{name}"
             bad_name = check_env_name(name)
             if bad_name:
-                raise self.error(f"env.{name}", f"env: {bad_name}", "use letters, digits and _")
+                raise self.error(at, f"{where}: {bad_name}", "use letters, digits and _")
             if isinstance(item, bool):
                 env[name] = "true" if item else "false"
             elif isinstance(item, int | float | str):
                 env[name] = str(item)
             else:
                 raise self.error(
-                    f"env.{name}",
-                    f"env.{name}: expected a string, got {type_name(item)}",
-                    f'write {name} = "value"',
+                    at, f"{at}: expected a string, got {type_name(item)}", f'write {name} = "value"'
                 )
             if "\0" in env[name]:
-                raise self.error(
-                    f"env.{name}", f"env.{name}: a value cannot contain NUL", "remove the \\u0000"
-                )
+                raise self.error(at, f"{at}: a value cannot contain NUL", "remove the \\u0000")
         return env

@@ -11,10 +11,12 @@ README's config reference.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from .command import AppCommand, resolve_app_command
 from .keys import (
@@ -25,6 +27,7 @@ from .keys import (
     choice,
     colour,
     duration,
+    environment,
     extensions,
     optional_text,
     path,
@@ -32,8 +35,10 @@ from .keys import (
     port,
     preload,
     strings,
+    tables,
     text,
 )
+from .keys import RowProblem as RowProblem
 
 # Directories no Python project wants watched; skipped at any depth, whatever exclude_dir says.
 ALWAYS_EXCLUDED_DIRS = (
@@ -55,6 +60,109 @@ ALWAYS_EXCLUDED_DIRS = (
 
 TEMPLATE_EXTS = ("html", "htm", "jinja", "jinja2", "j2", "tpl", "tmpl", "txt", "xml")
 DEFAULT_INCLUDE_EXT = ("py", "html", "htm", "jinja", "jinja2", "j2", "tpl", "tmpl", "css", "js")
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _check_regexes(patterns: tuple[str, ...]) -> None:
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise RowProblem(
+                "exclude_regex",
+                f"bad regular expression {pattern!r} ({exc})",
+                "escape special characters, e.g. '_test\\\\.py$'",
+            ) from None
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """One ``[[build.rules]]`` entry (air #919): ``cmd`` runs when a file it matches changes,
+    after ``delay`` ms of quiet; such a file never restarts the app."""
+
+    name: str = text()
+    cmd: str = text()
+    include_dir: tuple[str, ...] = paths()
+    include_ext: tuple[str, ...] = extensions(())
+    include_file: tuple[str, ...] = paths()
+    exclude_regex: tuple[str, ...] = strings()
+    delay: int = duration(1000)  # air's default; a trailing quiet window per rule
+
+    @classmethod
+    def finish(cls, index: int, values: dict[str, Any]) -> RuleConfig:
+        """Entry ``index`` of the array: air's default name, and what air requires."""
+        if not values.get("name", "").strip():
+            values["name"] = f"rule-{index}"
+        if not values.get("cmd", "").strip():
+            raise RowProblem(
+                "cmd", "a rule needs a cmd", 'e.g. cmd = "npx tailwindcss -i in.css -o out.css"'
+            )
+        if not (
+            values.get("include_dir") or values.get("include_ext") or values.get("include_file")
+        ):
+            raise RowProblem(
+                None,
+                "a rule needs include_dir, include_ext or include_file",
+                'say which files run it, e.g. include_ext = ["scss"]',
+            )
+        _check_regexes(values.get("exclude_regex", ()))
+        return cls(**values)
+
+
+RESTART_POLICIES = ("app", "files", "never")
+
+
+@dataclass(frozen=True)
+class ProcessConfig:
+    """One ``[[process]]`` entry: a long-running process beside the app (a worker, an asset
+    watcher). ``restart``: "app" (with the app, after its build passed), "files" (when one of
+    its own include_* files changes), "never" (keep it running); a crash reruns it."""
+
+    UNIQUE_KEY: ClassVar[str] = "name"  # its console prefix and its process tree's token
+    name: str = text()
+    cmd: str = text()
+    cwd: str = text()  # relative to root; "" is root
+    env: Mapping[str, str] = environment()
+    restart: str = choice("", *RESTART_POLICIES)  # "": "files" with include_*, else "app"
+    include_dir: tuple[str, ...] = paths()
+    include_ext: tuple[str, ...] = extensions(())
+    include_file: tuple[str, ...] = paths()
+    exclude_regex: tuple[str, ...] = strings()
+
+    @property
+    def has_patterns(self) -> bool:
+        return bool(self.include_dir or self.include_ext or self.include_file)
+
+    @classmethod
+    def finish(cls, index: int, values: dict[str, Any]) -> ProcessConfig:
+        """Entry ``index``: a name and a cmd, a restart policy that fits its patterns."""
+        name = values.get("name", "").strip()
+        if not _NAME.fullmatch(name):
+            what = f"name {name!r} is not a plain name" if name else "a process needs a name"
+            raise RowProblem("name", what, 'use letters, digits, "-", "_" or ".", e.g. "worker"')
+        values["name"] = name
+        if not values.get("cmd", "").strip():
+            raise RowProblem(
+                "cmd", "a process needs a cmd", 'e.g. cmd = "python -m celery -A proj worker"'
+            )
+        row = cls(**{**values, "env": MappingProxyType(dict(values.get("env", {})))})
+        restart = row.restart or ("files" if row.has_patterns else "app")
+        if restart == "files" and not row.has_patterns:
+            raise RowProblem(
+                "restart",
+                'restart = "files" needs include_dir, include_ext or include_file',
+                'say which files restart it, e.g. include_ext = ["py"]',
+            )
+        if restart == "never" and row.has_patterns:
+            raise RowProblem(
+                "restart",
+                'restart = "never", but include_* files are given',
+                'drop the include_* keys, or use restart = "files"',
+            )
+        _check_regexes(row.exclude_regex)
+        return replace(row, restart=restart)
 
 
 @dataclass(frozen=True)
@@ -90,6 +198,8 @@ class BuildConfig:
     # "auto" (restarts fork a warm interpreter that imported what the last app did), or the
     # modules to preload; () when off (preload = false). See supervisor/zygote.py.
     preload: str | tuple[str, ...] = preload("auto")
+    # air's [[build.rules]]: commands run on matching files, which never restart the app
+    rules: tuple[RuleConfig, ...] = tables(RuleConfig)
 
 
 @dataclass(frozen=True)
@@ -146,6 +256,8 @@ class Config:
     tmp_dir: str = text("tmp", blank_means_default=True)
     testdata_dir: str = text("testdata", blank_means_default=True)
     env_files: tuple[str, ...] = strings()
+    # pyair: [[process]], the long-running processes beside the app
+    process: tuple[ProcessConfig, ...] = tables(ProcessConfig)
     build: BuildConfig = BuildConfig()
     log: LogConfig = LogConfig()
     color: ColorConfig = ColorConfig()
@@ -167,6 +279,13 @@ class Config:
     @property
     def build_log_path(self) -> Path:
         return self.tmp_path / self.build.log
+
+    def process_named(self, name: str) -> ProcessConfig:
+        """The ``[[process]]`` entry called ``name`` (KeyError if none)."""
+        for process in self.process:
+            if process.name == name:
+                return process
+        raise KeyError(name)
 
     def app_command(self) -> AppCommand:
         """The command that starts the app (air's full_bin > entrypoint > bin, else detected)."""
@@ -206,17 +325,30 @@ def key_for(dotted: str) -> Key | None:
 
 
 def known_keys() -> list[str]:
-    """Every dotted key pyair understands (the CLI builds its override flags from this)."""
-    keys = list(TOP_LEVEL_KEYS)
+    """Every dotted key a flag may set (the CLI builds its override flags from this).
+
+    Arrays of tables (``build.rules``, ``process``) are not among them: as in air, only the
+    file sets those (see :func:`table_keys`).
+    """
+    keys = [name for name, key in TOP_LEVEL.items() if key.flag]
     for section_name, cls in SECTIONS.items():
-        keys.extend(f"{section_name}.{name}" for name in section_keys(cls))
+        keys.extend(f"{section_name}.{name}" for name, key in section_keys(cls).items() if key.flag)
+    return keys
+
+
+def table_keys() -> list[str]:
+    """The dotted keys that are arrays of tables: ``process``, ``build.rules``."""
+    keys = [name for name, key in TOP_LEVEL.items() if not key.flag]
+    for section_name, cls in SECTIONS.items():
+        keys.extend(
+            f"{section_name}.{name}" for name, key in section_keys(cls).items() if not key.flag
+        )
     return keys
 
 
 # Keys air documents that mean nothing for pyair: accepted, named once as unused. Those with a
 # field say so on it (``unused=``); these have none.
 _UNUSED_WITHOUT_FIELD = {
-    "build.rules": "[[build.rules]] is not supported yet; those files are watched as usual",
     "watch_dir": "a legacy .air.conf key; use [build] include_dir",
 }
 UNUSED_KEYS: Mapping[str, str] = {

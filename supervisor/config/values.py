@@ -260,6 +260,32 @@ class Preload(Kind):
         return PRELOAD_HINT
 
 
+@dataclass(frozen=True)
+class Tables(Kind):
+    """An array of tables, ``[[build.rules]]``: a list of tables (the reader reads each one)."""
+
+    def read(self, value: object, *, from_flag: bool) -> list[dict[str, object]]:
+        if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            return value
+        raise BadValue(f"expected an array of tables, got {type_name(value)}")
+
+    def file_hint(self, leaf: str, value: object) -> str:
+        return f"write each entry as a [[{leaf}]] table"
+
+
+@dataclass(frozen=True)
+class Environment(Kind):
+    """A table of environment variables (the reader checks the names and the values)."""
+
+    def read(self, value: object, *, from_flag: bool) -> dict[str, object]:
+        if isinstance(value, dict):
+            return value
+        raise BadValue(f"expected a table, got {type_name(value)}")
+
+    def file_hint(self, leaf: str, value: object) -> str:
+        return f'write {leaf} = {{ NAME = "value" }}'
+
+
 TEXT = Text()
 BOOLEAN = Boolean()
 WHOLE_NUMBER = WholeNumber()
@@ -267,6 +293,8 @@ DURATION = Duration()
 STRINGS = Strings()
 ARGV = Argv()
 PRELOAD = Preload()
+TABLES = Tables()
+ENVIRONMENT = Environment()
 
 
 def suggest(name: str, choices: Iterable[str]) -> str | None:

@@ -58,11 +58,11 @@ from .changes import (
     net_change,
 )
 from .debounce import QuietWindow
-from .rules import Rules, build_filter, is_editor_junk
+from .rules import Rules, app_filter, build_filter, is_editor_junk
 from .tree import EMPTY_DIGEST, Facts, Signature, Walk, digest_all, probe
 from .watchfiles_backend import WatchfilesBackend, short_error, wants_polling
 
-__all__ = ["Watcher", "build_filter", "is_editor_junk", "merge_changes"]
+__all__ = ["Watcher", "app_filter", "build_filter", "is_editor_junk", "merge_changes"]
 
 logger = logging.getLogger("pyair.watcher")
 

@@ -7,6 +7,11 @@
 Both backends ask the same questions: which directories are watched (an excluded tree is never
 walked, so it costs no watch and no scan), which file changes count, and which basenames are
 editors' scratch files.
+
+The files of ``[[build.rules]]`` and of ``[[process]]`` entries with include_* patterns are
+watched as well (``accept``), also where the app's own keys would not watch them: a rule's
+include_dir is watched even when exclude_dir names it (as in air). ``accept_app`` is the app's
+own filter, which the router uses so a rule's ``.scss`` never counts for the app.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 
-from ..classify import Change
+from ..classify import Change, FilePatterns, matches
 from ..config import ALWAYS_EXCLUDED_DIRS, Config
 
 # Editors' scratch files, matched on the basename: backups (x~), emacs locks and autosaves
@@ -64,8 +69,21 @@ class Rules:
             for d in (config.tmp_dir, config.testdata_dir)
             if d.strip()
         )
+        # the rules' and the processes' own files
+        self.patterns: tuple[FilePatterns, ...] = (
+            *build.rules,
+            *(p for p in config.process if p.has_patterns),
+        )
+        self.pattern_dirs = tuple(
+            dict.fromkeys(d for p in self.patterns for d in self._rel_entries(p.include_dir))
+        )
+        self.pattern_files = frozenset(
+            f for p in self.patterns for f in self._rel_entries(p.include_file)
+        )
         self.dir_state = functools.lru_cache(maxsize=8192)(self._dir_state)
         self.reachable = functools.lru_cache(maxsize=8192)(self._reachable)
+        self.app_dir_state = functools.lru_cache(maxsize=8192)(self._app_dir_state)
+        self.app_reachable = functools.lru_cache(maxsize=8192)(self._app_reachable)
 
     def _rel_entries(self, entries: Iterable[str]) -> list[str]:
         out = []
@@ -87,7 +105,25 @@ class Rules:
         return self.root if rel == "." else os.path.normpath(os.path.join(self.root, rel))
 
     def _dir_state(self, rel: str) -> tuple[bool, bool]:
-        """(watch it, walk into it) for one directory, given that its parent was walked."""
+        """(watch it, walk into it) for one directory, given that its parent was walked: the
+        app's rules, plus the pattern dirs (and what is under them, hidden and always-excluded
+        directories aside), plus walking towards them."""
+        watch, walk = self.app_dir_state(rel)
+        if rel == "." or (watch and walk):
+            return watch, walk
+        base = rel.rpartition("/")[2]
+        for inc in self.pattern_dirs:
+            if rel == inc:
+                return True, True
+            if rel.startswith(inc + "/"):
+                skipped = base.startswith(".") or base in ALWAYS_EXCLUDED_DIRS
+                return (False, False) if skipped else (True, True)
+            if inc.startswith(rel + "/"):
+                walk = True
+        return watch, walk
+
+    def _app_dir_state(self, rel: str) -> tuple[bool, bool]:
+        """(watch it, walk into it) by the app's own keys alone."""
         if rel == ".":
             return not self.include_dir or "." in self.include_dir, True
         outside = rel == ".." or rel.startswith("../")
@@ -115,17 +151,40 @@ class Rules:
             return False
         return self.reachable(rel.rpartition("/")[0] or ".")
 
+    def _app_reachable(self, rel: str) -> bool:
+        if rel == ".":
+            return True
+        if not self.app_dir_state(rel)[1]:
+            return False
+        return self.app_reachable(rel.rpartition("/")[0] or ".")
+
     def dir_kept(self, rel: str) -> bool:
         """This directory is watched."""
         return self.dir_state(rel)[0] and self.reachable(rel)
 
     def accept(self, change: Change, path: str) -> bool:
-        """Whether a change to the file ``path`` (absolute) counts."""
+        """Whether a change to the file ``path`` (absolute) is watched: the app's, a rule's
+        or a process's."""
+        if self.accept_app(change, path):
+            return True
+        if not self.patterns:
+            return False
+        rel = self.rel(path)
+        parent, _, name = rel.rpartition("/")
+        if rel not in self.pattern_files and not self.dir_kept(parent or "."):
+            return False
+        if is_editor_junk(name):
+            return False
+        return any(matches(p, path, self.root) for p in self.patterns)
+
+    def accept_app(self, change: Change, path: str) -> bool:
+        """Whether a change to the file ``path`` (absolute) counts for the app (air's keys)."""
         rel = self.rel(path)
         if rel in self.include_file:  # air: watched even if the ext or the dir says no
             return not self._excluded(rel, path)
         parent, _, name = rel.rpartition("/")
-        if not self.dir_kept(parent or "."):
+        parent = parent or "."
+        if not (self.app_dir_state(parent)[0] and self.app_reachable(parent)):
             return False
         if is_editor_junk(name):
             return False
@@ -147,8 +206,9 @@ class Rules:
         return roots
 
     def include_file_paths(self) -> list[str]:
-        """include_file entries as absolute paths (watched even inside an excluded tree)."""
-        return [self.abs(rel) for rel in sorted(self.include_file)]
+        """include_file entries (the app's, the rules' and the processes') as absolute paths
+        (watched even inside an excluded tree)."""
+        return [self.abs(rel) for rel in sorted(self.include_file | self.pattern_files)]
 
 
 def build_filter(config: Config) -> Callable[[Change, str], bool]:
@@ -161,3 +221,9 @@ def build_filter(config: Config) -> Callable[[Change, str], bool]:
     editors' scratch files.
     """
     return Rules(config).accept
+
+
+def app_filter(config: Config) -> Callable[[Change, str], bool]:
+    """The app's own part of :func:`build_filter`: what a rule's or a process's files are
+    not (classify's ``counts``)."""
+    return Rules(config).accept_app

@@ -319,8 +319,11 @@ class WatchfilesBackend:
                         new_dirs.append(path)
                     continue
                 parent = os.path.dirname(path)
-                if parent not in self._dirs and self.rules.rel(path) not in (
-                    self.rules.include_file
+                rel = self.rules.rel(path)
+                if (
+                    parent not in self._dirs
+                    and rel not in self.rules.include_file
+                    and rel not in self.rules.pattern_files
                 ):
                     continue  # from a directory no longer watched (moved away, re-armed)
                 if self.rules.accept(change, path):
