@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import APPS, REPO, PyairRun, free_port, run_pyair, stays
+from support import APPS, REPO, PyairRun, asset_project, free_port, run_pyair, stays
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -181,6 +182,96 @@ def test_a_tab_reloads_once_when_pyair_itself_restarts(demo: Demo, page: Any) ->
         page.wait_for_function("window.marker === undefined", polling=50)
         assert stays(lambda: page.evaluate(LOADS) == 2, seconds=1.0)
         assert page.evaluate("window.marker") is None
+
+
+# --------------------------------------------------------------------------- asset versions
+
+ASSETS_CONFIG = DEMO_CONFIG.replace('include_ext = ["py", "html", "css"]\n', "")  # js too
+UNCHANGED = {
+    **{f"lib/mod{n:02}.js": f"window.mod{n} = {n};\n" for n in range(10)},
+    **{f"css/part{n}.css": f".p{n} {{ margin: {n}px; }}\n" for n in range(5)},
+    **{
+        f"img/dot{n}.svg": f'<svg xmlns="http://www.w3.org/2000/svg" width="{n + 1}" height="1"/>'
+        for n in range(5)
+    },
+}
+
+
+class Network:
+    """What the page's loads went through, from the DevTools protocol's network events."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.urls: dict[str, str] = {}
+        self.status: dict[str, int] = {}  # url -> status of its latest response
+        self.cached: set[str] = set()  # urls served from the browser's cache
+        cdp = page.context.new_cdp_session(page)
+        cdp.on("Network.requestWillBeSent", self._sent)
+        cdp.on("Network.responseReceived", self._received)
+        cdp.on("Network.requestServedFromCache", self._from_cache)
+        cdp.send("Network.enable")
+
+    def _sent(self, event: dict[str, Any]) -> None:
+        self.urls[event["requestId"]] = event["request"]["url"]
+
+    def _received(self, event: dict[str, Any]) -> None:
+        response = event["response"]
+        self.status[response["url"]] = response["status"]
+        if response.get("fromDiskCache") or response.get("fromMemoryCache"):
+            self.cached.add(response["url"])
+
+    def _from_cache(self, event: dict[str, Any]) -> None:
+        self.cached.add(self.urls.get(event["requestId"], ""))
+
+    def clear(self) -> None:
+        self.status.clear()
+        self.cached.clear()
+
+    def settled(self, urls: list[str]) -> bool:
+        """Has every one of ``urls`` been answered (by the network or the cache)?"""
+        self.page.evaluate("1")  # lets the protocol's events in
+        return all(url in self.status or url in self.cached for url in urls)
+
+
+def test_a_js_edit_reload_runs_the_new_code_and_revalidates_the_rest(
+    tmp_path: Path, page: Any, browser: Any
+) -> None:
+    files = {"app.js": "window.appVersion = 1;\n", **UNCHANGED}
+    project = asset_project(tmp_path / "site", files)
+    app_port, port = free_port(), free_port()
+    with PyairRun(project, ASSETS_CONFIG.format(app_port=app_port, port=port)) as run:
+        run.wait_for_log(r"ready in")
+        run.wait_for_log(r"watching")
+        direct = browser.new_page()  # the app's own max-age, for contrast
+        direct.goto(f"http://127.0.0.1:{app_port}/")
+        direct.wait_for_function("window.appVersion === 1")
+        network = Network(page)
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_function("window.appVersion === 1 && window.mod9 === 9")
+        page.wait_for_function("window.__pyair.state.source.readyState === EventSource.OPEN")
+        network.clear()
+        hits_before = (project / "hits.log").read_text().splitlines()
+
+        (project / "static" / "app.js").write_text("window.appVersion = 2;\n")
+        page.wait_for_function("window.appVersion === 2")  # reloaded, running the new code
+        assert page.evaluate(LOADS) == 2
+        base = f"http://127.0.0.1:{port}/static/"
+        unchanged = [base + name for name in UNCHANGED]
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while not network.settled([base + "app.js", *unchanged]):
+            assert time.monotonic() < deadline, (network.status, network.cached)
+            time.sleep(0.01)  # poll
+        assert network.status[base + "app.js"] == 200
+        revalidated = [u for u in unchanged if network.status.get(u) == 304 or u in network.cached]
+        assert len(revalidated) == 20, network.status
+        # the 304s came from pyair: the app saw the page and the changed file, nothing else
+        hits = (project / "hits.log").read_text().splitlines()[len(hits_before) :]
+        assert sorted(set(hits)) == ["GET /", "GET /static/app.js"], hits
+
+        direct.reload()
+        direct.wait_for_function("window.mod9 === 9")
+        assert direct.evaluate("window.appVersion") == 1  # straight to the app: the stale copy
+        direct.close()
 
 
 # --------------------------------------------------------------------------- the morph itself
