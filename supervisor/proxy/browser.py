@@ -21,7 +21,7 @@ import h11
 from anyio.abc import SocketAttribute, SocketStream
 
 from ..console import Console
-from .assets import AssetTable, Tracking, no_store
+from .assets import AssetRequest, AssetTable, Tracking, no_store
 from .headers import Headers, end_to_end, get_header, upstream_headers, wants_document
 from .hub import HEARTBEAT_S, PING, Hub, greeting
 from .inject import RESERVED, Script, Served, decode_body, inject_script, is_page, should_inject
@@ -210,14 +210,15 @@ class BrowserConnection:
         """Send ``request`` to the app and its response back; retried on a fresh connection."""
         proxy = self.proxy
         # asset versions: a file the browser has the current version of gets a 304 here
-        unchanged = proxy.assets.answer(request.method, request.target, list(request.headers))
+        asset = proxy.assets.request(request.method, request.target, list(request.headers))
+        unchanged = asset.not_modified()
         if unchanged is not None:
             return await self._not_modified(unchanged)
         peer = self.stream.extra(SocketAttribute.remote_address, ("", 0))
         client_ip = str(peer[0]) if isinstance(peer, tuple) else ""
-        headers = proxy.assets.forwarded(upstream_headers(list(request.headers), client_ip))
+        headers = asset.forwarded(upstream_headers(list(request.headers), client_ip))
         upgrade = any(k == b"upgrade" for k, _ in headers)
-        head = h11.Request(method=request.method, target=request.target, headers=headers)
+        head = h11.Request(method=request.method, target=asset.target, headers=headers)
         body = RequestBody()
         for attempt in range(MAX_ATTEMPTS):
             try:
@@ -241,7 +242,7 @@ class BrowserConnection:
             if upgrade and response.status_code == 101:
                 await self._tunnel(upstream, response)
                 return False
-            keep = await self._relay(request, upstream, response, served)
+            keep = await self._relay(request, upstream, response, served, asset)
             if not proxy.pool.park(upstream):
                 await self._close_upstream()
             return keep
@@ -319,6 +320,7 @@ class BrowserConnection:
         upstream: Upstream,
         response: h11.Response | h11.InformationalResponse,
         served: Served,
+        asset: AssetRequest,
     ) -> bool:
         assert isinstance(response, h11.Response)
         headers = end_to_end(response.headers)
@@ -327,10 +329,8 @@ class BrowserConnection:
             return await self._relay_page(request, upstream, response, served)
         if status >= 500 and wants_document(list(request.headers)) and self.proxy.broken():
             return await self._relay_failed(request, upstream, response, served)
-        # asset versions: a project file gets its content ETag and no-cache (assets.py)
-        tracking = self.proxy.assets.track(
-            request.method, request.target, list(request.headers), status, headers
-        )
+        # asset versions: a project file gets its content ETag and pyair's caching (assets.py)
+        tracking = await asset.track(status, headers)
         if tracking is not None:
             return await self._relay_asset(upstream, response, tracking)
         head = h11.Response(status_code=status, headers=headers, reason=response.reason)
@@ -437,6 +437,7 @@ class BrowserConnection:
         if plain is None or not is_page(list(request.headers), plain):
             out = headers
         else:
+            plain = await self.proxy.assets.version_page(plain, request.target)  # asset versions
             body = inject_script(plain, self.proxy.script.tag(served, request.method))
             dropped = {b"content-length", b"content-encoding", b"etag", b"last-modified"}
             out = no_store([(k, v) for k, v in headers if k.lower() not in dropped])

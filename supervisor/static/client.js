@@ -196,9 +196,14 @@
       if (link.sheet) link.sheet.disabled = true;
     }
     ++cssRound;
+    // a link the page names by version: the next page names the new one, as the link now does
+    const named = version && url.searchParams.has("__pyair");
     url.searchParams.set("__pyair", version || Date.now().toString(36) + "." + cssRound);
     const fresh = link.cloneNode(false);
-    fresh.setAttribute("data-pyair-href", original);
+    fresh.setAttribute(
+      "data-pyair-href",
+      named ? original.replace(/__pyair=[^&#]*/, "__pyair=" + version) : original,
+    );
     fresh.setAttribute("href", url.href);
     link.setAttribute("data-pyair-stale", "");
     // the old sheet stays applied until the new one is in: no flash of unstyled content
