@@ -55,6 +55,7 @@ REVALIDATE = sys.argv[1:] == ["revalidate"]
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall
 
     def do_GET(self):
         path = self.path.split("?", 1)[0]

@@ -17,18 +17,20 @@ import time
 import zlib
 from pathlib import Path
 
+import pytest
 from support import PyairRun, asset_project, free_port
 
 from supervisor.proxy.assets import (
-    MAX_VERSIONED,
-    Digests,
-    FileIndex,
+    IMMUTABLE,
+    NO_CACHE,
+    AssetTable,
     _inflate,
     entity_tags,
     no_store,
-    revalidated,
-    url_segments,
+    split_version,
+    with_caching,
 )
+from supervisor.proxy.files import MAX_VERSIONED, Digests, FileIndex, url_segments
 
 HOUR_AGO = time.time() - 3600
 CONFIG = """
@@ -68,7 +70,7 @@ class Site(PyairRun):
     def hits(self, path: str) -> int:
         """How many requests for ``path`` reached the app."""
         lines = (self.project / "hits.log").read_text().splitlines()
-        return sum(1 for line in lines if line.split(" ", 1)[1] == path)
+        return sum(1 for line in lines if line.split(" ", 1)[1].split("?", 1)[0] == path)
 
     def edit(self, name: str, content: str) -> None:
         (self.project / "static" / name).write_text(content)
@@ -255,6 +257,48 @@ def _next_event(events: http.client.HTTPResponse) -> tuple[str, dict[str, object
             return name, json.loads(data)
 
 
+def test_pages_name_each_files_version_and_a_url_with_it_is_cached_for_good(
+    tmp_path: Path,
+) -> None:
+    with Site(tmp_path, {"app.js": APP_JS, "site.css": "h1 {}\n"}) as site:
+        page = request(site.port, "/", {"Accept": "text/html"}).body.decode()
+        js = hashlib.sha256(APP_JS.encode()).hexdigest()
+        css = hashlib.sha256(b"h1 {}\n").hexdigest()
+        assert f'<script src="/static/app.js?__pyair={js}"></script>' in page
+        assert f'<link rel="stylesheet" href="/static/site.css?__pyair={css}">' in page
+        versioned = request(site.port, f"/static/app.js?__pyair={js}")
+        assert versioned.body == APP_JS.encode()
+        assert versioned.headers["cache-control"] == "max-age=31536000, immutable"
+        assert versioned.headers["etag"] == tag_of(APP_JS.encode())
+        # the app is asked for the URL as the page would be without pyair
+        hits = (site.project / "hits.log").read_text().splitlines()
+        assert "GET /static/app.js" in hits and not any("__pyair" in h for h in hits)
+        site.edit("app.js", "window.appVersion = 2;\n")
+        # an old page's URL now gets the new bytes: revalidated, never cached for good
+        old_url = request(site.port, f"/static/app.js?__pyair={js}")
+        assert old_url.body == b"window.appVersion = 2;\n"
+        assert old_url.headers["cache-control"] == "no-cache"
+        new = hashlib.sha256(b"window.appVersion = 2;\n").hexdigest()
+        page = request(site.port, "/", {"Accept": "text/html"}).body.decode()
+        assert f"/static/app.js?__pyair={new}" in page and f"site.css?__pyair={css}" in page
+
+
+def test_a_file_with_a_copy_keeps_its_tag_but_the_app_is_asked_every_time(tmp_path: Path) -> None:
+    site = Site(tmp_path, {"lib/x.js": "window.x = 1;\n"})
+    copy = site.project / "collected" / "lib" / "x.js"  # as collectstatic leaves them
+    copy.parent.mkdir(parents=True)
+    copy.write_text("window.x = 1;\n")
+    with site:
+        first = request(site.port, "/static/lib/x.js")
+        assert first.headers["etag"] == tag_of(b"window.x = 1;\n")
+        assert first.headers["cache-control"] == "no-cache"
+        asked = site.hits("/static/lib/x.js")
+        again = request(site.port, "/static/lib/x.js", {"If-None-Match": first.headers["etag"]})
+        assert again.status == 304 and site.hits("/static/lib/x.js") == asked + 1
+        page = request(site.port, "/", {"Accept": "text/html"}).body.decode()
+        assert '<script src="/static/lib/x.js">' in page  # no version: it cannot know which
+
+
 # --------------------------------------------------------------------------- pure parts
 
 
@@ -265,7 +309,7 @@ def test_entity_tags_are_compared_weakly() -> None:
     assert entity_tags(b"garbage") == []
 
 
-def test_revalidated_replaces_freshness_and_validators() -> None:
+def test_pyairs_caching_replaces_the_apps_freshness_and_validators() -> None:
     app = [
         (b"content-type", b"text/javascript"),
         (b"cache-control", b"public, max-age=3600"),
@@ -274,24 +318,32 @@ def test_revalidated_replaces_freshness_and_validators() -> None:
         (b"last-modified", b"Mon, 01 Jan 2024 00:00:00 GMT"),
         (b"vary", b"Accept-Encoding"),
     ]
-    out = dict(revalidated(app, b'W/"sha256-1"'))
+    out = dict(with_caching(app, NO_CACHE, b'W/"sha256-1"'))
     assert out == {
         b"content-type": b"text/javascript",
         b"vary": b"Accept-Encoding",
         b"cache-control": b"no-cache",
         b"etag": b'W/"sha256-1"',
     }
-    kept = dict(revalidated(app, None))
-    assert kept[b"etag"] == b'"app-made"' and kept[b"cache-control"] == b"no-cache"
+    kept = dict(with_caching(app, IMMUTABLE))
+    assert kept[b"etag"] == b'"app-made"' and kept[b"cache-control"] == IMMUTABLE
     assert b"expires" not in kept
     assert dict(no_store(app))[b"cache-control"] == b"no-store"
 
 
 def test_url_segments_refuse_what_no_file_can_answer() -> None:
-    assert url_segments("/static/js/app%20x.js?v=3") == ["static", "js", "app x.js"]
+    assert url_segments("/static/js/app%20x.js") == ["static", "js", "app x.js"]
     assert url_segments("/static/") is None
     assert url_segments("/static/../../etc/passwd") is None
+    assert url_segments("/static/%2e%2e/%2e%2e/etc/passwd") is None
     assert url_segments("/a%00.js") is None
+
+
+def test_the_version_parameter_is_taken_off_and_the_rest_kept() -> None:
+    assert split_version("/a.js?__pyair=ab") == ("/a.js", "ab")
+    assert split_version("/a.js?v=1&__pyair=ab&x=2") == ("/a.js?v=1&x=2", "ab")
+    assert split_version("/a.js?v=1") == ("/a.js?v=1", None)
+    assert split_version("/a.js?my__pyair=1") == ("/a.js?my__pyair=1", None)
 
 
 def test_the_index_ranks_files_by_trailing_segments_in_common(tmp_path: Path) -> None:
@@ -332,3 +384,54 @@ def test_a_freshly_written_files_hash_is_not_remembered(tmp_path: Path) -> None:
     assert digests.cached(str(file)) == known
     file.write_text("two")
     assert digests.cached(str(file)) is None  # a new signature: the old hash is no use
+
+
+@pytest.mark.anyio
+async def test_a_page_names_versions_of_its_classic_scripts_styles_and_images(
+    tmp_path: Path,
+) -> None:
+    files = {
+        "app.js": "1",
+        "mod.mjs": "2",
+        "site.css": "3",
+        "logo.svg": "4",
+        "docs/page.js": "5",
+        "a/dup.js": "6",
+        "b/dup.js": "7",
+    }
+    for name, text in files.items():
+        path = tmp_path / "static" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        os.utime(path, (HOUR_AGO, HOUR_AGO))
+    table = AssetTable(tmp_path)
+    table.index.walk()
+
+    def v(text: str) -> str:
+        return "__pyair=" + hashlib.sha256(text.encode()).hexdigest()
+
+    page = b"""<head><link rel="stylesheet" href="/static/site.css">
+<link rel=canonical href="/static/site.css"><link rel="icon" href='/static/logo.svg'>
+<script src="/static/app.js?x=1&amp;y=2" defer></script>
+<script type="module" src="/static/mod.mjs"></script>
+<script src="https://cdn.example.test/static/app.js"></script>
+<script src="//cdn.example.test/static/app.js"></script>
+<script src="/__pyair/client.js?v=1"></script></head>
+<body><img alt="x" src=/static/logo.svg><img src="data:image/png;base64,AA==">
+<script src="page.js"></script><script src="/static/a/dup.js"></script>
+<script src="/dup.js"></script><script src="/static/missing.js"></script></body>"""
+    out = (await table.version_page(page, b"/static/docs/index.html?q=1")).decode()
+    assert f'<link rel="stylesheet" href="/static/site.css?{v("3")}">' in out
+    assert '<link rel=canonical href="/static/site.css">' in out  # not a resource it loads
+    assert f"<link rel=\"icon\" href='/static/logo.svg?{v('4')}'>" in out
+    assert f'src="/static/app.js?x=1&amp;y=2&amp;{v("1")}" defer' in out
+    assert '<script type="module" src="/static/mod.mjs">' in out  # one URL per module
+    assert out.count('cdn.example.test/static/app.js"') == 2  # other origins as they are
+    assert 'src="/__pyair/client.js?v=1"' in out
+    assert f'<img alt="x" src=/static/logo.svg?{v("4")}>' in out
+    assert 'src="data:image/png;base64,AA=="' in out
+    assert f'<script src="page.js?{v("5")}">' in out  # relative to the page
+    assert f'src="/static/a/dup.js?{v("6")}"' in out  # the path tells the two apart
+    assert '<script src="/dup.js">' in out  # two files as likely: no guess
+    assert '<script src="/static/missing.js">' in out
+    assert await table.version_page(b"<p>no assets</p>", b"/") == b"<p>no assets</p>"

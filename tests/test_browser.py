@@ -6,6 +6,7 @@ Playwright for Python, which drives it over CDP. Playwright's own browser downlo
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import time
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from support import APPS, REPO, PyairRun, asset_project, free_port, run_pyair, stays
@@ -141,6 +143,10 @@ def test_css_edit_restyles_the_page_without_navigation(demo: Demo, page: Any) ->
     assert page.evaluate("window.marker") == 7
     assert page.evaluate(LOADS) == 1
     page.wait_for_function("document.querySelectorAll('link[rel=stylesheet]').length === 1")
+    # the re-fetched link names the saved file's version: the hash its ETag carries
+    version = hashlib.sha256((demo.project / "static" / "style.css").read_bytes()).hexdigest()
+    href = page.evaluate("document.querySelector('link[rel=stylesheet]').href")
+    assert href.endswith(f"/static/style.css?__pyair={version}"), href
 
 
 def test_template_error_shows_an_overlay_and_the_fix_clears_it(demo: Demo, page: Any) -> None:
@@ -188,7 +194,8 @@ def test_a_tab_reloads_once_when_pyair_itself_restarts(demo: Demo, page: Any) ->
 
 ASSETS_CONFIG = DEMO_CONFIG.replace('include_ext = ["py", "html", "css"]\n', "")  # js too
 UNCHANGED = {
-    **{f"lib/mod{n:02}.js": f"window.mod{n} = {n};\n" for n in range(10)},
+    **{f"lib/mod{n:02}.js": f"window.mod{n} = {n};\n" for n in range(8)},
+    **{f"lib/mod{n:02}.mjs": f"window.mod{n} = {n};\n" for n in (8, 9)},  # ES modules
     **{f"css/part{n}.css": f".p{n} {{ margin: {n}px; }}\n" for n in range(5)},
     **{
         f"img/dot{n}.svg": f'<svg xmlns="http://www.w3.org/2000/svg" width="{n + 1}" height="1"/>'
@@ -198,13 +205,17 @@ UNCHANGED = {
 
 
 class Network:
-    """What the page's loads went through, from the DevTools protocol's network events."""
+    """What the page's loads went through, from the DevTools protocol's network events.
+
+    Keyed by URL path: pages name their assets' versions in a query parameter.
+    """
 
     def __init__(self, page: Any) -> None:
         self.page = page
-        self.urls: dict[str, str] = {}
-        self.status: dict[str, int] = {}  # url -> status of its latest response
-        self.cached: set[str] = set()  # urls served from the browser's cache
+        self.paths: dict[str, str] = {}  # request id -> path
+        self.status: dict[str, int] = {}  # path -> status of its latest response
+        self.cached: set[str] = set()  # paths served from the browser's cache
+        self.urls: dict[str, str] = {}  # path -> the URL last asked for it
         cdp = page.context.new_cdp_session(page)
         cdp.on("Network.requestWillBeSent", self._sent)
         cdp.on("Network.responseReceived", self._received)
@@ -212,25 +223,29 @@ class Network:
         cdp.send("Network.enable")
 
     def _sent(self, event: dict[str, Any]) -> None:
-        self.urls[event["requestId"]] = event["request"]["url"]
+        url = event["request"]["url"]
+        path = urlsplit(url).path
+        self.paths[event["requestId"]] = path
+        self.urls[path] = url
 
     def _received(self, event: dict[str, Any]) -> None:
         response = event["response"]
-        self.status[response["url"]] = response["status"]
+        path = urlsplit(response["url"]).path
+        self.status[path] = response["status"]
         if response.get("fromDiskCache") or response.get("fromMemoryCache"):
-            self.cached.add(response["url"])
+            self.cached.add(path)
 
     def _from_cache(self, event: dict[str, Any]) -> None:
-        self.cached.add(self.urls.get(event["requestId"], ""))
+        self.cached.add(self.paths.get(event["requestId"], ""))
 
     def clear(self) -> None:
         self.status.clear()
         self.cached.clear()
 
-    def settled(self, urls: list[str]) -> bool:
-        """Has every one of ``urls`` been answered (by the network or the cache)?"""
+    def settled(self, paths: list[str]) -> bool:
+        """Has every one of ``paths`` been answered (by the network or the cache)?"""
         self.page.evaluate("1")  # lets the protocol's events in
-        return all(url in self.status or url in self.cached for url in urls)
+        return all(path in self.status or path in self.cached for path in paths)
 
 
 def test_a_js_edit_reload_runs_the_new_code_and_revalidates_the_rest(
@@ -255,16 +270,22 @@ def test_a_js_edit_reload_runs_the_new_code_and_revalidates_the_rest(
         (project / "static" / "app.js").write_text("window.appVersion = 2;\n")
         page.wait_for_function("window.appVersion === 2")  # reloaded, running the new code
         assert page.evaluate(LOADS) == 2
-        base = f"http://127.0.0.1:{port}/static/"
-        unchanged = [base + name for name in UNCHANGED]
+        unchanged = [f"/static/{name}" for name in UNCHANGED]
         deadline = time.monotonic() + WAIT_MS / 1000
-        while not network.settled([base + "app.js", *unchanged]):
+        while not network.settled(["/static/app.js", *unchanged]):
             assert time.monotonic() < deadline, (network.status, network.cached)
             time.sleep(0.01)  # poll
-        assert network.status[base + "app.js"] == 200
-        revalidated = [u for u in unchanged if network.status.get(u) == 304 or u in network.cached]
-        assert len(revalidated) == 20, network.status
-        # the 304s came from pyair: the app saw the page and the changed file, nothing else
+        assert network.status["/static/app.js"] == 200
+        new_version = hashlib.sha256(b"window.appVersion = 2;\n").hexdigest()
+        assert network.urls["/static/app.js"].endswith(f"?__pyair={new_version}")
+        kept = [p for p in unchanged if network.status.get(p) == 304 or p in network.cached]
+        assert len(kept) == 20, (network.status, network.cached)
+        # modules keep their URLs (a second URL would be a second instance): pyair's 304s
+        assert [p for p in unchanged if network.status.get(p) == 304] == [
+            "/static/lib/mod08.mjs",
+            "/static/lib/mod09.mjs",
+        ]
+        # from the cache or pyair's 304s: the app saw the page and the changed file, nothing else
         hits = (project / "hits.log").read_text().splitlines()[len(hits_before) :]
         assert sorted(set(hits)) == ["GET /", "GET /static/app.js"], hits
 

@@ -2,7 +2,8 @@
 
     PORT=8001 python asset_app.py
 
-GET /                 a page with a <script>/<link>/<img> for every file under static/ (sorted)
+GET /                 a page with a <script> (type=module for .mjs), <link> or <img> for every
+                      file under static/ (sorted)
 GET /static/<path>    the file, ``Cache-Control: public, max-age=3600`` and a Last-Modified;
                       gzip'd (Vary: Accept-Encoding) when GZIP=1 and the request accepts it;
                       a byte range for ``Range: bytes=a-b``; its own strong mtime ETag with
@@ -10,7 +11,8 @@ GET /static/<path>    the file, ``Cache-Control: public, max-age=3600`` and a La
 GET /render/<path>    the file with a comment appended: not the file's bytes
 GET /api/now          JSON, max-age=60: no file at all
 
-Every request for a path is appended to hits.log, so a test can tell what reached the app.
+Every request (method and target) is appended to hits.log, so a test can tell what reached
+the app, and how.
 """
 
 import email.utils
@@ -34,6 +36,8 @@ def page() -> bytes:
         url = "/static/" + path.relative_to(STATIC).as_posix()
         if path.suffix == ".js":
             tags.append(f'<script src="{url}"></script>')
+        elif path.suffix == ".mjs":
+            tags.append(f'<script type="module" src="{url}"></script>')
         elif path.suffix == ".css":
             tags.append(f'<link rel="stylesheet" href="{url}">')
         elif path.suffix in (".svg", ".png"):
@@ -47,6 +51,7 @@ def page() -> bytes:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall
 
     def do_GET(self) -> None:
         self.answer(body=True)
@@ -57,7 +62,7 @@ class Handler(BaseHTTPRequestHandler):
     def answer(self, body: bool) -> None:
         path = self.path.split("?", 1)[0]
         with open(HERE / "hits.log", "a") as hits:
-            hits.write(f"{self.command} {path}\n")
+            hits.write(f"{self.command} {self.path}\n")
         if path == "/":
             self.send(200, page(), "text/html; charset=utf-8", [("Cache-Control", MAX_AGE)], body)
         elif path.startswith("/static/"):
@@ -78,6 +83,8 @@ class Handler(BaseHTTPRequestHandler):
         stat = file.stat()
         data = file.read_bytes()
         kind = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        if file.suffix in (".js", ".mjs"):
+            kind = "text/javascript"
         extra = [
             ("Cache-Control", MAX_AGE),
             ("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True)),
