@@ -411,7 +411,8 @@ def test_a_tab_reloaded_while_a_template_is_broken_keeps_the_old_page_and_recove
     assert where.inner_text() == "templates/item.html:5"
 
     other = page.context.new_page()  # a page whose view fails, while the template is broken
-    other.goto(app.url + "boom")
+    failed = other.goto(app.url + "boom")
+    assert failed.headers["cache-control"] == "no-store"  # it carries the script: per request
     other.locator("#__pyair_overlay .where").wait_for()
     assert "Internal Server Error" in other.locator("body > pre").inner_text()
 

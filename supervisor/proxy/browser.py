@@ -349,7 +349,7 @@ class BrowserConnection:
         tag = self.proxy.script.tag(served, request.method)
         body = failed_page(response.status_code, plain if plain is not None else b"", tag)
         dropped = {b"content-length", b"content-encoding", b"content-type", b"etag"}
-        out = [(k, v) for k, v in headers if k.lower() not in dropped]
+        out = no_store([(k, v) for k, v in headers if k.lower() not in dropped])
         out += [
             (b"content-type", b"text/html; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
