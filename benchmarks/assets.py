@@ -123,6 +123,12 @@ def write_project(project: Path, assets: int) -> None:
         os.utime(path, (old, old))
 
 
+def reload(page: Any) -> None:
+    """``location.reload()``, as pyair's client does, and wait until the new page loaded."""
+    page.evaluate("window.__before = true; location.reload()")
+    page.wait_for_function(f"!window.__before && ({LOADED})")
+
+
 def stale(page: Any, assets: int, version: int) -> int:
     """How many scripts on the page ran another version than the current one."""
     wanted = [version] + [0] * (assets - 1)
@@ -169,6 +175,7 @@ def run(rounds: int, assets: int) -> None:
                 pages[name] = browser.new_context().new_page()
                 pages[name].goto(f"http://127.0.0.1:{port}/")
                 pages[name].wait_for_function(LOADED)
+                reload(pages[name])  # loaded once already, as a page one works on
             pages["proxy"].wait_for_function(
                 "window.__pyair.state.source.readyState === EventSource.OPEN"
             )
@@ -178,8 +185,7 @@ def run(rounds: int, assets: int) -> None:
                 # the proxy's tab reloads by itself, on pyair's event
                 pages["proxy"].wait_for_function(f"window.v0 === {version} && ({LOADED})")
                 for name in ("direct", "peer"):
-                    pages[name].evaluate("window.__before = true; location.reload()")
-                    pages[name].wait_for_function(f"!window.__before && ({LOADED})")
+                    reload(pages[name])
                 for name, page in pages.items():
                     rows[name].samples.append(float(page.evaluate(LOAD_MS)))
                     stale_counts[name] += stale(page, assets, version)

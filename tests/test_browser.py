@@ -263,13 +263,16 @@ def test_a_js_edit_reload_runs_the_new_code_and_revalidates_the_rest(
         network = Network(page)
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_function("window.appVersion === 1 && window.mod9 === 9")
+        page.reload()  # as a page one works on: its assets seen once, now named by version
+        page.wait_for_function("window.appVersion === 1 && window.mod9 === 9")
+        assert "?__pyair=" in network.urls["/static/lib/mod00.js"]
         page.wait_for_function("window.__pyair.state.source.readyState === EventSource.OPEN")
         network.clear()
         hits_before = (project / "hits.log").read_text().splitlines()
 
         (project / "static" / "app.js").write_text("window.appVersion = 2;\n")
         page.wait_for_function("window.appVersion === 2")  # reloaded, running the new code
-        assert page.evaluate(LOADS) == 2
+        assert page.evaluate(LOADS) == 3
         unchanged = [f"/static/{name}" for name in UNCHANGED]
         deadline = time.monotonic() + WAIT_MS / 1000
         while not network.settled(["/static/app.js", *unchanged]):

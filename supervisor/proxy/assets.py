@@ -31,9 +31,10 @@ trailing path segments in common first, and the one whose content hash equals th
 Only bytes decide: a route that renders, minifies or compiles on the way out matches no file and
 is relayed untouched, and so is any URL no file is named like (an API, a page), unbuffered. The
 table keeps what it learned while the file is unchanged (its stat signature, and the engine's
-change events) and until the app restarts (its code maps URLs to files). A page names a version
-before a URL was ever fetched when exactly one candidate is best; a wrong guess only costs that
-URL its long freshness. A body that equals several candidates (copies, such as collected static
+change events) and until the app restarts (its code maps URLs to files). A page names only
+versions of files the running app was seen serving at that URL (never a guess from names: a
+URL is cached for good), so the first page after a start or a restart names none, and its
+assets revalidate. A body that equals several candidates (copies, such as collected static
 files) keeps its tag but is never remembered: the app is asked each time. The cost: the first
 response of each URL (and after each change) is buffered, up to ``MAX_VERSIONED``, and hashed
 (and its candidates, once); a 304 costs a ``stat``; a page, one scan.
@@ -65,7 +66,6 @@ from .files import (
     Digests,
     FileIndex,
     Signature,
-    in_common,
     is_racy,
     sha256,
     signature,
@@ -227,7 +227,7 @@ class AssetTable:
         self.index = FileIndex(root)
         self.digests = Digests()
         self.entries: dict[str, Entry] = {}  # the URL as the app gets it → what it serves
-        self.not_files: set[str] = set()  # URLs whose bodies matched none of their candidates
+        self.routes: dict[str, str] = {}  # the URL → the file it served, whatever its version
         self.answered = 0  # 304s given without asking the app
         self._walk_due = True
         self._wake: anyio.Event | None = None
@@ -265,29 +265,27 @@ class AssetTable:
         A URL matched to an identical copy of a changed file is forgotten too: only bytes told
         the two apart.
         """
-        files, digests, names = set(), set(), set()
+        files, digests = set(), set()
         for path in paths:
             old = self.digests.forget(path)
             if old is not None:
                 digests.add(old)
             files.add(path)
-            names.add(os.path.basename(path))
             if os.path.isfile(path):
                 self.index.add(path)
             else:
                 self.index.discard(path)
-        self.not_files = {k for k in self.not_files if _last_segment(k) not in names}
         for key, entry in list(self.entries.items()):
-            if entry.file in files:
+            if entry.file in files:  # the URL still serves the file: its route stays
                 del self.entries[key]
             elif entry.digest in digests:  # a copy changed: the URL may have served it
                 del self.entries[key]
-                self.not_files.add(key)
+                self.routes.pop(key, None)
 
     def restarted(self) -> None:
         """A new app (or none) answers now: its URLs are learned again; new files indexed."""
         self.entries.clear()
-        self.not_files.clear()
+        self.routes.clear()
         self.ask_for_walk()
 
     def versions(self, paths: Iterable[str]) -> dict[str, str]:
@@ -333,39 +331,29 @@ class AssetTable:
         return b"".join(out) + page[last:] if out else page
 
     async def _version_of(self, key: str) -> str | None:
-        """The version of the file ``key`` serves (or most likely serves), None if unsure."""
-        if key in self.not_files:
-            return None
-        entry = self.entries.get(key)
-        file = entry.file if entry is not None else self._likely_file(key)
+        """The current version of the file ``key`` served, if this app served it already.
+
+        Never a guess from names alone: a URL is cached for good under the version it names,
+        so naming one for a file the app does not serve there would be a stale asset for good.
+        """
+        file = self.routes.get(key)
         if file is None:
             return None
         known = await self.digests.get(file)
         return known[1] if known is not None else None
 
-    def _likely_file(self, key: str) -> str | None:
-        segments = url_segments(key.split("?", 1)[0])
-        if segments is None:
-            return None
-        candidates = self.index.candidates(segments)
-        if not candidates:
-            return None
-        if len(candidates) > 1 and in_common(candidates[1], segments) == in_common(
-            candidates[0], segments
-        ):
-            return None  # two files as likely: let the first response tell
-        return candidates[0]
-
     def learn(self, key: str, entry: Entry) -> None:
-        self.not_files.discard(key)
+        """``key`` served ``entry.file``, as it is now."""
+        self.routes[key] = entry.file
         if is_racy(entry.signature):  # its signature may not show the next write yet
             self.entries.pop(key, None)
         else:
             self.entries[key] = entry
 
-
-def _last_segment(key: str) -> str:
-    return key.split("?", 1)[0].rsplit("/", 1)[-1]
+    def unlearn(self, key: str) -> None:
+        """``key`` served no one file as it is on disk."""
+        self.entries.pop(key, None)
+        self.routes.pop(key, None)
 
 
 def _versionable(element: re.Match[bytes]) -> tuple[int, int] | None:
@@ -543,7 +531,7 @@ class Tracking:
             if known is not None and known[1] == digest:
                 matches.append((path, known[0]))
         if not matches:
-            table.not_files.add(request.key)
+            table.unlearn(request.key)
             return 200, self.response, body  # not a file as it is on disk: the app's own
         vary = get_header(self.response, b"vary")
         entry = Entry(*matches[0], digest, _vary(request.headers, vary), vary)
@@ -551,7 +539,7 @@ class Tracking:
             table.learn(request.key, entry)
             cache = request.cache_control(digest)
         else:  # copies (collected static files): which one it serves, no byte can tell
-            table.not_files.add(request.key)
+            table.unlearn(request.key)
             cache = NO_CACHE  # the tag stays right; the app is asked every time
         if request.has(digest):
             return 304, entry.not_modified(cache), b""
