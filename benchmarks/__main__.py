@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from . import frameworks, idle, proxy, reload, templates, warm
+from . import assets, frameworks, idle, proxy, reload, templates, warm
 from .common import Series, machine
 
 
@@ -81,6 +81,8 @@ def main() -> None:
     swaps = templates.main(rounds)
     print()
     proxy.main(rounds)
+    print()
+    assets.main(rounds)
     print()
     print(summary(usages, swaps, restarts))
 

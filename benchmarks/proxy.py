@@ -181,15 +181,25 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def page_updates(demo: Demo, rounds: int) -> None:
+def browser_driver(what: str) -> tuple[str, Any] | None:
+    """(chromium's path, playwright's ``sync_playwright``), or None after saying ``what`` is
+    skipped."""
     executable = chromium_path()
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         executable = None
     if executable is None:
-        print("save→page-updated: skipped (needs chromium and playwright: make browser)")
+        print(f"{what}: skipped (needs chromium and playwright: make browser)")
+        return None
+    return executable, sync_playwright
+
+
+def page_updates(demo: Demo, rounds: int) -> None:
+    driver = browser_driver("save→page-updated")
+    if driver is None:
         return
+    executable, sync_playwright = driver
     template = demo.project / "templates" / "page.html"
     css = demo.project / "static" / "style.css"
     original_template, original_css = template.read_text(), css.read_text()

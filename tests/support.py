@@ -195,3 +195,20 @@ class PyairRun:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def asset_project(project: Path, files: dict[str, str | bytes]) -> Path:
+    """A project of tests/apps/asset_app.py (static files cached for an hour) and ``files``
+    under its static/, dated an hour ago: old enough for the proxy to keep their versions."""
+    project.mkdir(parents=True, exist_ok=True)
+    (project / "app.py").write_text((APPS / "asset_app.py").read_text())
+    an_hour_ago = time.time() - 3600
+    for name, content in files.items():
+        path = project / "static" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content)
+        else:
+            path.write_bytes(content)
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    return project

@@ -6,15 +6,18 @@ Playwright for Python, which drives it over CDP. Playwright's own browser downlo
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-from support import APPS, REPO, PyairRun, free_port, run_pyair, stays
+from support import APPS, REPO, PyairRun, asset_project, free_port, run_pyair, stays
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
@@ -140,6 +143,10 @@ def test_css_edit_restyles_the_page_without_navigation(demo: Demo, page: Any) ->
     assert page.evaluate("window.marker") == 7
     assert page.evaluate(LOADS) == 1
     page.wait_for_function("document.querySelectorAll('link[rel=stylesheet]').length === 1")
+    # the re-fetched link names the saved file's version: the hash its ETag carries
+    version = hashlib.sha256((demo.project / "static" / "style.css").read_bytes()).hexdigest()
+    href = page.evaluate("document.querySelector('link[rel=stylesheet]').href")
+    assert href.endswith(f"/static/style.css?__pyair={version}"), href
 
 
 def test_template_error_shows_an_overlay_and_the_fix_clears_it(demo: Demo, page: Any) -> None:
@@ -181,6 +188,114 @@ def test_a_tab_reloads_once_when_pyair_itself_restarts(demo: Demo, page: Any) ->
         page.wait_for_function("window.marker === undefined", polling=50)
         assert stays(lambda: page.evaluate(LOADS) == 2, seconds=1.0)
         assert page.evaluate("window.marker") is None
+
+
+# --------------------------------------------------------------------------- asset versions
+
+ASSETS_CONFIG = DEMO_CONFIG.replace('include_ext = ["py", "html", "css"]\n', "")  # js too
+UNCHANGED = {
+    **{f"lib/mod{n:02}.js": f"window.mod{n} = {n};\n" for n in range(8)},
+    **{f"lib/mod{n:02}.mjs": f"window.mod{n} = {n};\n" for n in (8, 9)},  # ES modules
+    **{f"css/part{n}.css": f".p{n} {{ margin: {n}px; }}\n" for n in range(5)},
+    **{
+        f"img/dot{n}.svg": f'<svg xmlns="http://www.w3.org/2000/svg" width="{n + 1}" height="1"/>'
+        for n in range(5)
+    },
+}
+
+
+class Network:
+    """What the page's loads went through, from the DevTools protocol's network events.
+
+    Keyed by URL path: pages name their assets' versions in a query parameter.
+    """
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.paths: dict[str, str] = {}  # request id -> path
+        self.status: dict[str, int] = {}  # path -> status of its latest response
+        self.cached: set[str] = set()  # paths served from the browser's cache
+        self.urls: dict[str, str] = {}  # path -> the URL last asked for it
+        cdp = page.context.new_cdp_session(page)
+        cdp.on("Network.requestWillBeSent", self._sent)
+        cdp.on("Network.responseReceived", self._received)
+        cdp.on("Network.requestServedFromCache", self._from_cache)
+        cdp.send("Network.enable")
+
+    def _sent(self, event: dict[str, Any]) -> None:
+        url = event["request"]["url"]
+        path = urlsplit(url).path
+        self.paths[event["requestId"]] = path
+        self.urls[path] = url
+
+    def _received(self, event: dict[str, Any]) -> None:
+        response = event["response"]
+        path = urlsplit(response["url"]).path
+        self.status[path] = response["status"]
+        if response.get("fromDiskCache") or response.get("fromMemoryCache"):
+            self.cached.add(path)
+
+    def _from_cache(self, event: dict[str, Any]) -> None:
+        self.cached.add(self.paths.get(event["requestId"], ""))
+
+    def clear(self) -> None:
+        self.status.clear()
+        self.cached.clear()
+
+    def settled(self, paths: list[str]) -> bool:
+        """Has every one of ``paths`` been answered (by the network or the cache)?"""
+        self.page.evaluate("1")  # lets the protocol's events in
+        return all(path in self.status or path in self.cached for path in paths)
+
+
+def test_a_js_edit_reload_runs_the_new_code_and_revalidates_the_rest(
+    tmp_path: Path, page: Any, browser: Any
+) -> None:
+    files = {"app.js": "window.appVersion = 1;\n", **UNCHANGED}
+    project = asset_project(tmp_path / "site", files)
+    app_port, port = free_port(), free_port()
+    with PyairRun(project, ASSETS_CONFIG.format(app_port=app_port, port=port)) as run:
+        run.wait_for_log(r"ready in")
+        run.wait_for_log(r"watching")
+        direct = browser.new_page()  # the app's own max-age, for contrast
+        direct.goto(f"http://127.0.0.1:{app_port}/")
+        direct.wait_for_function("window.appVersion === 1")
+        network = Network(page)
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_function("window.appVersion === 1 && window.mod9 === 9")
+        page.reload()  # as a page one works on: its assets seen once, now named by version
+        page.wait_for_function("window.appVersion === 1 && window.mod9 === 9")
+        assert "?__pyair=" in network.urls["/static/lib/mod00.js"]
+        page.wait_for_function("window.__pyair.state.source.readyState === EventSource.OPEN")
+        network.clear()
+        hits_before = (project / "hits.log").read_text().splitlines()
+
+        (project / "static" / "app.js").write_text("window.appVersion = 2;\n")
+        page.wait_for_function("window.appVersion === 2")  # reloaded, running the new code
+        assert page.evaluate(LOADS) == 3
+        unchanged = [f"/static/{name}" for name in UNCHANGED]
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while not network.settled(["/static/app.js", *unchanged]):
+            assert time.monotonic() < deadline, (network.status, network.cached)
+            time.sleep(0.01)  # poll
+        assert network.status["/static/app.js"] == 200
+        new_version = hashlib.sha256(b"window.appVersion = 2;\n").hexdigest()
+        assert network.urls["/static/app.js"].endswith(f"?__pyair={new_version}")
+        kept = [p for p in unchanged if network.status.get(p) == 304 or p in network.cached]
+        assert len(kept) == 20, (network.status, network.cached)
+        # modules keep their URLs (a second URL would be a second instance): pyair's 304s
+        assert [p for p in unchanged if network.status.get(p) == 304] == [
+            "/static/lib/mod08.mjs",
+            "/static/lib/mod09.mjs",
+        ]
+        # from the cache or pyair's 304s: the app saw the page and the changed file, nothing else
+        hits = (project / "hits.log").read_text().splitlines()[len(hits_before) :]
+        assert sorted(set(hits)) == ["GET /", "GET /static/app.js"], hits
+
+        direct.reload()
+        direct.wait_for_function("window.mod9 === 9")
+        assert direct.evaluate("window.appVersion") == 1  # straight to the app: the stale copy
+        direct.close()
 
 
 # --------------------------------------------------------------------------- the morph itself
@@ -299,7 +414,8 @@ def test_a_tab_reloaded_while_a_template_is_broken_keeps_the_old_page_and_recove
     assert where.inner_text() == "templates/item.html:5"
 
     other = page.context.new_page()  # a page whose view fails, while the template is broken
-    other.goto(app.url + "boom")
+    failed = other.goto(app.url + "boom")
+    assert failed.headers["cache-control"] == "no-store"  # it carries the script: per request
     other.locator("#__pyair_overlay .where").wait_for()
     assert "Internal Server Error" in other.locator("body > pre").inner_text()
 

@@ -9,8 +9,12 @@
 
 HTTP/1.1 on both sides with h11 (imported only in this package), keep-alive on both sides,
 bodies streamed with back-pressure; only ``text/html`` responses are buffered, to inject one
-``<script>`` tag. Everything under ``/__pyair/`` is pyair's own: the client script and an SSE
-stream of events, one connection per tab. What the engine reports becomes:
+``<script>`` tag, and responses that may be a project file (up to 8 MiB), to hash them: a
+reload never runs a stale asset. Those get a content ETag and pyair's own caching (304s from
+pyair while the file is unchanged; a URL that names the file's version, as pages then do, is
+cached for good), whatever freshness the app gave them. Everything under ``/__pyair/`` is
+pyair's own: the client script and an SSE stream of events, one connection per tab. What the
+engine reports becomes:
 
 * ``Restarting`` → new requests are held (not refused) until the new app answers, then sent on;
   past ``app_start_timeout`` they get an error page that retries by itself.
@@ -29,6 +33,9 @@ Modules, each with one job (imports point down this list):
 - ``server``: ``Proxy``, the lifetime (listen, serve, url) and the engine's events.
 - ``browser``: ``BrowserConnection``, one per browser connection: its request loop, pyair's own
   endpoints, forwarding to the app, relaying the answer, WebSocket tunnels, error answers.
+- ``assets``: ``AssetTable``, the asset versions: which URLs serve which project files, their
+  ETags, 304s, caching headers and the versions pages name.
+- ``files``: the project's files by name (``FileIndex``) and their content hashes (``Digests``).
 - ``upstream``: ``UpstreamPool``, the connections to the app: connected ahead, kept alive,
   held while the app restarts.
 - ``hub``: ``Hub``, the tabs' Server-Sent Events and their fan-out.

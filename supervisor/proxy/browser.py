@@ -21,6 +21,7 @@ import h11
 from anyio.abc import SocketAttribute, SocketStream
 
 from ..console import Console
+from .assets import AssetRequest, AssetTable, Tracking, no_store
 from .headers import Headers, end_to_end, get_header, upstream_headers, wants_document
 from .hub import HEARTBEAT_S, PING, Hub, greeting
 from .inject import RESERVED, Script, Served, decode_body, inject_script, is_page, should_inject
@@ -38,6 +39,7 @@ MAX_ATTEMPTS = 5  # upstream failures before a request is answered with an error
 class ProxyState(Protocol):
     """What a browser connection uses of its proxy (``Proxy`` is one)."""
 
+    assets: AssetTable
     console: Console
     hub: Hub
     pool: UpstreamPool
@@ -207,11 +209,16 @@ class BrowserConnection:
     async def _forward(self, request: h11.Request) -> bool:
         """Send ``request`` to the app and its response back; retried on a fresh connection."""
         proxy = self.proxy
+        # asset versions: a file the browser has the current version of gets a 304 here
+        asset = proxy.assets.request(request.method, request.target, list(request.headers))
+        unchanged = asset.not_modified()
+        if unchanged is not None:
+            return await self._not_modified(unchanged)
         peer = self.stream.extra(SocketAttribute.remote_address, ("", 0))
         client_ip = str(peer[0]) if isinstance(peer, tuple) else ""
-        headers = upstream_headers(list(request.headers), client_ip)
+        headers = asset.forwarded(upstream_headers(list(request.headers), client_ip))
         upgrade = any(k == b"upgrade" for k, _ in headers)
-        head = h11.Request(method=request.method, target=request.target, headers=headers)
+        head = h11.Request(method=request.method, target=asset.target, headers=headers)
         body = RequestBody()
         for attempt in range(MAX_ATTEMPTS):
             try:
@@ -235,7 +242,7 @@ class BrowserConnection:
             if upgrade and response.status_code == 101:
                 await self._tunnel(upstream, response)
                 return False
-            keep = await self._relay(request, upstream, response, served)
+            keep = await self._relay(request, upstream, response, served, asset)
             if not proxy.pool.park(upstream):
                 await self._close_upstream()
             return keep
@@ -313,6 +320,7 @@ class BrowserConnection:
         upstream: Upstream,
         response: h11.Response | h11.InformationalResponse,
         served: Served,
+        asset: AssetRequest,
     ) -> bool:
         assert isinstance(response, h11.Response)
         headers = end_to_end(response.headers)
@@ -321,6 +329,10 @@ class BrowserConnection:
             return await self._relay_page(request, upstream, response, served)
         if status >= 500 and wants_document(list(request.headers)) and self.proxy.broken():
             return await self._relay_failed(request, upstream, response, served)
+        # asset versions: a project file gets its content ETag and pyair's caching (assets.py)
+        tracking = await asset.track(status, headers)
+        if tracking is not None:
+            return await self._relay_asset(upstream, response, tracking)
         head = h11.Response(status_code=status, headers=headers, reason=response.reason)
         return await self._stream_body(upstream, [head])
 
@@ -337,13 +349,50 @@ class BrowserConnection:
         tag = self.proxy.script.tag(served, request.method)
         body = failed_page(response.status_code, plain if plain is not None else b"", tag)
         dropped = {b"content-length", b"content-encoding", b"content-type", b"etag"}
-        out = [(k, v) for k, v in headers if k.lower() not in dropped]
+        out = no_store([(k, v) for k, v in headers if k.lower() not in dropped])
         out += [
             (b"content-type", b"text/html; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
         ]
         head = h11.Response(status_code=response.status_code, headers=out, reason=response.reason)
         await self._send(head, h11.Data(data=body), h11.EndOfMessage())
+        return True
+
+    async def _buffer(self, upstream: Upstream, limit: int, chunks: list[bytes]) -> bool:
+        """Read the app's body into ``chunks``: True when it all came, False past ``limit``."""
+        size = 0
+        while (data := await self._body_chunk(upstream)) is not None:
+            chunks.append(data)
+            size += len(data)
+            if size > limit:
+                return False
+        return True
+
+    async def _relay_asset(
+        self, upstream: Upstream, response: h11.Response, tracking: Tracking
+    ) -> bool:
+        """A response that may be a project file: buffered (up to a limit) to version it."""
+        status, reason = response.status_code, response.reason
+        if tracking.settled is not None or (tracking.length or 0) > tracking.limit:
+            headers = tracking.settled or tracking.oversized(tracking.length)
+            head = h11.Response(status_code=status, headers=headers, reason=reason)
+            return await self._stream_body(upstream, [head])
+        chunks: list[bytes] = []
+        if not await self._buffer(upstream, tracking.limit, chunks):
+            head = h11.Response(status_code=status, headers=tracking.oversized(None), reason=reason)
+            return await self._stream_body(upstream, [head, h11.Data(data=b"".join(chunks))])
+        status, headers, body = await tracking.finish(b"".join(chunks))
+        if status != response.status_code:
+            reason = b""
+        head = h11.Response(status_code=status, headers=headers, reason=reason)
+        await self._send(head, *([h11.Data(data=body)] if body else []), h11.EndOfMessage())
+        return True
+
+    async def _not_modified(self, headers: Headers) -> bool:
+        """The browser's copy is current: a 304, and the app is not asked."""
+        if not await self._drain_body():
+            return False
+        await self._send(h11.Response(status_code=304, headers=headers), h11.EndOfMessage())
         return True
 
     async def _stream_body(self, upstream: Upstream, pending: list[Any]) -> bool:
@@ -378,25 +427,20 @@ class BrowserConnection:
         """Buffer an HTML page (up to MAX_HTML), inject the script, send it with its length."""
         headers = end_to_end(response.headers)
         chunks: list[bytes] = []
-        size = 0
-        while (data := await self._body_chunk(upstream)) is not None:
-            chunks.append(data)
-            size += len(data)
-            if size > MAX_HTML:  # too big to hold: pass it on as it is
-                head = h11.Response(
-                    status_code=response.status_code, headers=headers, reason=response.reason
-                )
-                held = h11.Data(data=b"".join(chunks))
-                chunks.clear()
-                return await self._stream_body(upstream, [head, held])
+        if not await self._buffer(upstream, MAX_HTML, chunks):  # too big to hold: as it is
+            head = h11.Response(
+                status_code=response.status_code, headers=headers, reason=response.reason
+            )
+            return await self._stream_body(upstream, [head, h11.Data(data=b"".join(chunks))])
         body = b"".join(chunks)
         plain = decode_body(body, get_header(headers, b"content-encoding") or b"")
         if plain is None or not is_page(list(request.headers), plain):
             out = headers
         else:
+            plain = await self.proxy.assets.version_page(plain, request.target)  # asset versions
             body = inject_script(plain, self.proxy.script.tag(served, request.method))
             dropped = {b"content-length", b"content-encoding", b"etag", b"last-modified"}
-            out = [(k, v) for k, v in headers if k.lower() not in dropped]
+            out = no_store([(k, v) for k, v in headers if k.lower() not in dropped])
             out.append((b"content-length", str(len(body)).encode()))
         head = h11.Response(status_code=response.status_code, headers=out, reason=response.reason)
         content = [h11.Data(data=body)] if body else []

@@ -4,7 +4,7 @@
     failed_page(500, b"Internal Server Error", tag)   # the app's own error, with the script
     template_error(event, root)                       # the ``error`` overlay for a bad template
     build_error(event, root)                          # ... for a failed build, with its source
-    css_refresh(rev, files, root)                     # a ``css`` event: paths and saved texts
+    css_refresh(rev, files, root, versions)           # a ``css`` event: paths, texts, versions
 
 Paths are shown relative to the project root; source excerpts come from the files an error
 names.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +75,21 @@ def stylesheet_texts(files: Iterable[str], names: Iterable[str]) -> dict[str, st
     return texts
 
 
-def css_refresh(rev: int, files: Iterable[str], root: Path) -> dict[str, Any]:
-    """The ``css`` event: which stylesheets changed (as the page links them) and their text."""
+def css_refresh(
+    rev: int, files: Iterable[str], root: Path, versions: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The ``css`` event: which stylesheets changed (as the page links them), their text, and
+    the version token of each (``versions``: file → the hash its ETag carries), which the page
+    puts in the re-fetched ``<link>``'s URL."""
     files = list(files)
     paths = [display(p, root) for p in files]
-    return {"rev": rev, "paths": paths, "texts": stylesheet_texts(files, paths)}
+    tokens = {display(f, root): v for f, v in (versions or {}).items()}
+    return {
+        "rev": rev,
+        "paths": paths,
+        "texts": stylesheet_texts(files, paths),
+        "versions": tokens,
+    }
 
 
 def app_error(title: str, message: str) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from ..events import (
     TemplateFailed,
     TemplatesSwapped,
 )
+from .assets import AssetTable
 from .browser import BrowserConnection
 from .hub import Hub, sse
 from .inject import Script, Served
@@ -53,6 +54,7 @@ class Proxy:
         self.hub = Hub()
         self.script = Script(self.instance)
         self.pool = UpstreamPool(self.settings)
+        self.assets = AssetTable(config.root)
         self._gen = 0  # the generation of the app that answers now
         self._rev = 0  # template swaps so far
         self._css = 0  # stylesheet refreshes so far
@@ -89,6 +91,7 @@ class Proxy:
         try:
             async with self._listener, anyio.create_task_group() as tg:
                 self.pool.task_group = tg
+                tg.start_soon(self.assets.keep_index)
                 await self._listener.serve(self._browser, task_group=tg)
         finally:
             self.hub.close_all()
@@ -111,6 +114,8 @@ class Proxy:
         """Engine observer: update state and queue messages for the tabs; never blocks."""
         if isinstance(event, Restarting):
             self.pool.hold()
+            self.assets.changed(event.paths)
+            self.assets.restarted()
         elif isinstance(event, AppReady):
             self._gen = event.generation
             self.pool.release()
@@ -127,8 +132,10 @@ class Proxy:
         elif isinstance(event, AppExited):
             why = f"the app exited with code {event.code}; pyair waits for a change"
             self.pool.exited(why)
+            self.assets.restarted()
             self._set_error(app_error("App exited", why))
         elif isinstance(event, TemplatesSwapped):
+            self.assets.changed(event.paths)
             self._rev += 1
             if self._error and self._error["kind"] == "template":
                 self._error = None
@@ -138,10 +145,12 @@ class Proxy:
         elif isinstance(event, BuildFailed):
             self._set_error(build_error(event, self.config.root))
         elif isinstance(event, AssetsChanged):
+            self.assets.changed(event.paths)
             if event.css_only and self.settings.css_refresh:
                 self._css += 1
+                versions = self.assets.versions(event.paths)  # the tokens their ETags carry
                 self.hub.broadcast(
-                    sse("css", css_refresh(self._css, event.paths, self.config.root))
+                    sse("css", css_refresh(self._css, event.paths, self.config.root, versions))
                 )
             else:
                 self.hub.broadcast(sse("reload", {}))

@@ -70,7 +70,7 @@
       if (d.gen !== page.gen) reloadOnce("gen " + d.gen);
     });
     on("update", (d) => update(d.rev));
-    on("css", (d) => refreshCss(d.paths, d.rev, d.texts || {}));
+    on("css", (d) => refreshCss(d.paths, d.rev, d.texts || {}, d.versions || {}));
     on("reload", () => location.reload());
     on("error", showError);
     on("clear", hideError);
@@ -126,10 +126,12 @@
   }
 
   // -- stylesheets: re-request the matching <link>s, swap each once the new one loaded ---------
+  // A link that names a changed file is re-requested with that file's version (the content hash
+  // its ETag carries, so the two always agree); the others with a token that is merely new.
 
   let cssRound = 0;
 
-  function refreshCss(paths, rev, texts = {}) {
+  function refreshCss(paths, rev, texts = {}, versions = {}) {
     if (typeof rev === "number") page.css = rev;
     const links = Array.from(document.querySelectorAll('link[rel~="stylesheet"][href]')).filter(
       (l) => !l.hasAttribute("data-pyair-stale"),
@@ -143,16 +145,18 @@
     }
     // no <link> names the file (an @import, a renamed bundle): refresh them all, still cheap
     for (const link of best > 0 ? targets : links) {
-      const text = best > 0 ? bestText(link, paths, texts) : undefined;
-      swap(link, text);
+      const text = best > 0 ? bestOf(link, paths, texts) : undefined;
+      const version = best > 0 ? bestOf(link, paths, versions) : undefined;
+      swap(link, text, version);
     }
   }
 
-  function bestText(link, paths, texts) {
+  // what ``table`` holds for the changed file that best matches the link
+  function bestOf(link, paths, table) {
     let found, score = 0;
     for (const path of paths) {
       const s = matchScore(link, path);
-      if (s > score && path in texts) [found, score] = [texts[path], s];
+      if (s > score && path in table) [found, score] = [table[path], s];
     }
     return found;
   }
@@ -178,7 +182,7 @@
     return n;
   }
 
-  function swap(link, text) {
+  function swap(link, text, version) {
     const original = link.getAttribute("data-pyair-href") || link.getAttribute("href");
     const url = new URL(original, location.href);
     let preview = null;
@@ -191,9 +195,15 @@
       link.after(preview);
       if (link.sheet) link.sheet.disabled = true;
     }
-    url.searchParams.set("__pyair", Date.now().toString(36) + "." + ++cssRound);
+    ++cssRound;
+    // a link the page names by version: the next page names the new one, as the link now does
+    const named = version && url.searchParams.has("__pyair");
+    url.searchParams.set("__pyair", version || Date.now().toString(36) + "." + cssRound);
     const fresh = link.cloneNode(false);
-    fresh.setAttribute("data-pyair-href", original);
+    fresh.setAttribute(
+      "data-pyair-href",
+      named ? original.replace(/__pyair=[^&#]*/, "__pyair=" + version) : original,
+    );
     fresh.setAttribute("href", url.href);
     link.setAttribute("data-pyair-stale", "");
     // the old sheet stays applied until the new one is in: no flash of unstyled content
