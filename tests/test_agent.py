@@ -338,6 +338,14 @@ async def test_uvicorn_stops_at_once_yet_finishes_what_is_in_flight(
     env = child_env(server.path, PORT=str(port))
     async with running(cmd, cwd=where, env=env, ready=b"PORT ") as (proc, _line):
         assert await server.wait_for_agent(10)
+        # PORT is printed by the lifespan's startup, before uvicorn binds: wait for the port
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    await (await anyio.connect_tcp("127.0.0.1", port)).aclose()
+                    break
+                except OSError:
+                    await anyio.sleep(0.005)  # poll
 
         def slow() -> int:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/slow", timeout=10) as resp:
