@@ -16,7 +16,9 @@ and ``known_keys()`` all read it, so a key's whole behaviour is on its line:
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import Field, dataclass, field
 from pathlib import Path
@@ -208,6 +210,45 @@ def paths(default: tuple[str, ...] = ()) -> tuple[str, ...]:
 
 def _normalised_paths(value: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(os.path.normpath(v.strip()) for v in value if v.strip())
+
+
+def host_names() -> tuple[str, ...]:
+    """Host names the proxy answers besides loopback: ``"dev.test"``, ``".dev.test"`` (that
+    domain and every subdomain), ``"*"`` (any: no protection from DNS rebinding)."""
+    return _key((), Key(STRINGS, clean=_host_names))
+
+
+_HOST_NAME = re.compile(r"\.?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
+_HOSTS_HINT = 'write names only, e.g. allowed_hosts = ["dev.test", ".dev.test"]'
+
+
+def _host_names(value: tuple[str, ...]) -> tuple[str, ...]:
+    names: list[str] = []
+    for raw in value:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if len(name) > 1:
+            name = name.removesuffix(".")  # "dev.test." is the same name
+        if name == "*" or _HOST_NAME.fullmatch(name):
+            names.append(name)
+            continue
+        bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+        try:
+            names.append(str(ipaddress.ip_address(bare)))
+            continue
+        except ValueError:
+            pass
+        if "://" in name:
+            raise BadValue(f"{raw!r} is a URL, not a host name", _HOSTS_HINT)
+        if name.startswith("*."):
+            raise BadValue(
+                f"{raw!r}: a domain and its subdomains are written {name[1:]!r}", _HOSTS_HINT
+            )
+        if re.fullmatch(r"[^:]+:\d+", name):
+            raise BadValue(f"{raw!r}: a host name without its port", _HOSTS_HINT)
+        raise BadValue(f"{raw!r} is not a host name", _HOSTS_HINT)
+    return tuple(dict.fromkeys(names))
 
 
 def preload(default: str | tuple[str, ...]) -> str | tuple[str, ...]:

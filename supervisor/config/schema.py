@@ -26,6 +26,7 @@ from .keys import (
     colour,
     duration,
     extensions,
+    host_names,
     optional_text,
     path,
     paths,
@@ -129,6 +130,7 @@ class ProxyConfig:
     app_start_timeout: int = duration(5000, zero_means_default=True)  # as air
     css_refresh: bool = boolean(True)
     bind: str = text("127.0.0.1")
+    allowed_hosts: tuple[str, ...] = host_names()  # besides localhost and IP addresses
 
 
 @dataclass(frozen=True)
