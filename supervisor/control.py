@@ -53,6 +53,7 @@ __all__ = [
 
 SOCKET_NAME = "control.sock"
 RECV_SIZE = 65536
+ACCEPT_PAUSE_MIN_S, ACCEPT_PAUSE_MAX_S = 0.01, 1.0  # accept() out of descriptors: back off
 
 # SwapResult.reason values
 SWAPPED = "swapped"  # the agent swapped everything (ok=True)
@@ -238,13 +239,24 @@ class ControlServer:
     async def _accept_loop(
         self, listener: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup
     ) -> None:
+        said: set[int | None] = set()
+        pause = ACCEPT_PAUSE_MIN_S
         while True:
             try:
                 stream = await listener.accept()
-            except OSError as exc:  # EMFILE and friends: say so, back off, go on
-                self._log(f"control: accept failed: {exc}")
-                await anyio.sleep(0.1)
+            except (OSError, anyio.BrokenResourceError) as exc:
+                # EMFILE and friends (anyio wraps them for Unix listeners): say so once, back
+                # off, go on; an agent's connect waits in the backlog meanwhile
+                cause = exc if isinstance(exc, OSError) else exc.__cause__
+                if not isinstance(cause, OSError):
+                    raise
+                if cause.errno not in said:
+                    said.add(cause.errno)
+                    self._log(f"control: accept failed: {cause.strerror or cause}; retrying")
+                await anyio.sleep(pause)
+                pause = min(pause * 2, ACCEPT_PAUSE_MAX_S)
                 continue
+            pause = ACCEPT_PAUSE_MIN_S
             tg.start_soon(self._handle, stream)
 
     def _cleanup_files(self) -> None:

@@ -555,6 +555,34 @@ class Guardian:
             self._popen.wait(timeout=3.0)
 
 
+# --------------------------------------------------------------------------- open files
+
+OPEN_FILES_WANTED = 65536  # plenty for a proxy; more only slows programs that close every fd
+
+
+def raise_open_file_limit(wanted: int = OPEN_FILES_WANTED) -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE toward its hard limit (at most ``wanted``).
+
+    macOS starts processes at 256, which a browser's keep-alive connections exhaust. Returns
+    (before, after); unchanged when the hard limit is already reached or the kernel refuses
+    (macOS refuses more than OPEN_MAX under an "unlimited" hard limit: 10240 is tried then).
+    The children pyair starts inherit the raised limit.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    for target in (ceiling, min(ceiling, 10240)):
+        if soft != resource.RLIM_INFINITY and target <= soft:
+            break
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            continue
+        return soft, target
+    return soft, soft
+
+
 # --------------------------------------------------------------------------- adopted orphans
 
 _PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h

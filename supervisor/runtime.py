@@ -47,6 +47,7 @@ from .process import (
     Leader,
     StepResult,
     belongs_to_tree,
+    raise_open_file_limit,
     run_step,
 )
 from .zygote import Preloader
@@ -82,6 +83,7 @@ class LocalRuntime:
         killed, the socket is removed and the guardian sweeps whatever is left of the app's
         tree. A control socket that cannot be made is a one-line :class:`PyairError`.
         """
+        raise_open_file_limit()  # a browser's keep-alive connections add up (macOS: 256)
         guardian = Guardian.start(self.token)
         try:
             async with contextlib.AsyncExitStack() as stack:

@@ -94,13 +94,13 @@ def test_a_foreign_host_gets_403_on_every_path_and_pyair_keeps_serving(tmp_path:
     with Running(tmp_path) as up:
         up.wait_up()
         before = hits(up)
-        evil = "Host: evil.example:{port}\r\n".format(port=up.port)
+        evil = f"Host: evil.example:{up.port}\r\n"
         requests = {
             "page": f"GET / HTTP/1.1\r\n{evil}Accept: text/html\r\n\r\n",
             "events": f"GET /__pyair/events HTTP/1.1\r\n{evil}\r\n",
             "script": f"GET /__pyair/client.js HTTP/1.1\r\n{evil}\r\n",
             "websocket": f"GET /ws HTTP/1.1\r\n{evil}{WS_HEADERS}\r\n",
-            "absolute-form": f"GET http://evil.example/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            "absolute-form": "GET http://evil.example/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
         }
         for what, request in requests.items():
             answer = exchange(up.port, request.encode())

@@ -33,6 +33,7 @@ from .headers import (
 )
 from .hub import HEARTBEAT_S, PING, Hub, greeting
 from .inject import RESERVED, Script, Served, decode_body, inject_script, is_page, should_inject
+from .listener import IdleConnections
 from .pages import error_page
 from .upstream import CONNECT_RETRY_S, Unavailable, Upstream, UpstreamFailed, UpstreamPool
 from .wire import MAX_HEAD, RECV_SIZE, STREAM_ERRORS, send
@@ -53,6 +54,7 @@ class ProxyState(Protocol):
     console: Console
     gate: Gate
     hub: Hub
+    idle: IdleConnections
     pool: UpstreamPool
     script: Script
 
@@ -132,7 +134,8 @@ class BrowserConnection:
     async def _next_request(self) -> Any:
         """The next request's head (or the end of the connection, as h11 says it).
 
-        None when the browser sent nothing for KEEP_ALIVE_S; Refused when a head took longer
+        None when the browser sent nothing for KEEP_ALIVE_S (or the connection was closed to
+        make room for others); Refused when a head took longer
         than HEAD_S from its first byte (slowloris) or starts with a line pyair refuses.
         """
         start = bytearray()  # the head's first bytes, until its first line is complete
@@ -142,7 +145,7 @@ class BrowserConnection:
             if event is not h11.NEED_DATA:
                 return event
             limit = KEEP_ALIVE_S if began is None else began + HEAD_S - anyio.current_time()
-            with anyio.move_on_after(limit):
+            with anyio.move_on_after(limit), self._idle(began is None):
                 data = await self._receive()
                 if began is None and data:
                     began = anyio.current_time()
@@ -156,6 +159,10 @@ class BrowserConnection:
             if began is None:
                 return None  # idle: close quietly, the browser opens another when it needs one
             raise Refused(408, f"the request head took over {HEAD_S:g} s")
+
+    def _idle(self, idle: bool) -> contextlib.AbstractContextManager[object]:
+        """Between requests, this connection may be closed to make room (see IdleConnections)."""
+        return self.proxy.idle.waiting() if idle else contextlib.nullcontext()
 
     async def _receive(self) -> bytes:
         """The browser's next bytes; b"" at its end (or when its connection broke)."""

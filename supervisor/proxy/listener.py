@@ -7,7 +7,10 @@ Three promises, each against a way a proxy falls over under load:
 
 - Out of file descriptors (EMFILE, ENFILE) or kernel buffers, ``accept()`` backs off (doubling,
   up to a second) instead of failing; connections wait in the kernel's backlog meanwhile. It
-  is said once, with the limit to raise (any other accept failure too: once per errno).
+  is said once, with the limit to raise (any other accept failure too: once per errno). And
+  connections that have waited over a second for their next request (:class:`IdleConnections`)
+  are closed, oldest first, to make room: a browser reopens a closed keep-alive connection
+  by itself, and a flood of idle sockets cannot starve the tab that is sending a request.
 - Each connection is a :class:`BrowserStream`: it reads its socket only when asked, never
   ahead into memory, so an app that reads an upload slowly slows the browser down instead of
   filling pyair's memory, whatever the size. (anyio's accepted streams start out reading
@@ -21,20 +24,56 @@ from __future__ import annotations
 import errno
 import resource
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import SocketStream, TaskGroup
 
-__all__ = ["BrowserStream", "accept_forever"]
+__all__ = ["BrowserStream", "IdleConnections", "accept_forever"]
 
 BACKOFF_MIN_S = 0.01
 BACKOFF_MAX_S = 1.0
+SHEDDABLE_AFTER_S = 1.0  # idle this long, a connection may be closed to make room
 # accept() failures that pass once something is freed: wait, don't fail
 _EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # a connection that died in the backlog, or was refused by a firewall: take the next one
 _GONE = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR})
+
+
+class IdleConnections:
+    """Connections waiting for their next request, oldest first: the first to go when file
+    descriptors run out.
+
+        with idle.waiting() as scope:        # cancelled by shed(): close the connection
+            data = await stream.receive()
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[anyio.CancelScope, float] = {}  # insertion order: oldest first
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    @contextmanager
+    def waiting(self) -> Iterator[anyio.CancelScope]:
+        with anyio.CancelScope() as scope:
+            self._waiting[scope] = anyio.current_time()
+            try:
+                yield scope
+            finally:
+                self._waiting.pop(scope, None)
+
+    def shed(self) -> int:
+        """Close half of the connections idle over SHEDDABLE_AFTER_S (at least one); how many."""
+        cutoff = anyio.current_time() - SHEDDABLE_AFTER_S
+        old = [scope for scope, since in self._waiting.items() if since <= cutoff]
+        doomed = old[: max(1, len(old) // 2)] if old else []
+        for scope in doomed:
+            self._waiting.pop(scope, None)
+            scope.cancel()
+        return len(doomed)
 
 
 class BrowserStream(SocketStream):
@@ -111,6 +150,7 @@ async def accept_forever(
     *,
     warn: Callable[[str], None],
     debug: Callable[[str], None] = lambda message: None,
+    idle: IdleConnections | None = None,
 ) -> None:
     """Accept connections on ``listening`` (non-blocking) until cancelled; each is handled
     in ``tg``. See the module docstring for what happens when accepting fails."""
@@ -137,6 +177,8 @@ async def accept_forever(
             else:
                 warn(f"proxy: accepting a connection failed ({exc}); trying again")
             warned.add(exc.errno)
+            if idle is not None and exc.errno in _EXHAUSTED and (shed := idle.shed()):
+                debug(f"proxy: closed {shed} idle connection(s) to make room")
             backoff = min(max(backoff * 2, BACKOFF_MIN_S), BACKOFF_MAX_S)
             await anyio.sleep(backoff)
             continue

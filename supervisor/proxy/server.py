@@ -37,7 +37,7 @@ from .browser import BrowserConnection
 from .gate import Gate
 from .hub import Hub, sse
 from .inject import Script, Served
-from .listener import accept_forever
+from .listener import IdleConnections, accept_forever
 from .pages import app_error, build_error, css_refresh, template_error
 from .upstream import UpstreamPool
 
@@ -57,6 +57,7 @@ class Proxy:
         self.script = Script(self.instance)
         self.pool = UpstreamPool(self.settings)
         self.gate = Gate(self.settings.allowed_hosts, self.settings.bind)
+        self.idle = IdleConnections()  # closed first when file descriptors run out
         self._gen = 0  # the generation of the app that answers now
         self._rev = 0  # template swaps so far
         self._css = 0  # stylesheet refreshes so far
@@ -100,7 +101,12 @@ class Proxy:
 
     async def _accept(self, listening: socket.socket, tg: TaskGroup) -> None:
         await accept_forever(
-            listening, self._browser, tg, warn=self.console.warning, debug=self.console.debug
+            listening,
+            self._browser,
+            tg,
+            warn=self.console.warning,
+            debug=self.console.debug,
+            idle=self.idle,
         )
 
     async def _browser(self, stream: SocketStream) -> None:
