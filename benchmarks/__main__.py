@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import proxy, reload, templates, warm
+from . import load, proxy, reload, templates, warm
 from .common import machine
 
 
@@ -20,6 +20,8 @@ def main() -> None:
     templates.main(["--rounds", str(args.rounds)])
     print()
     proxy.main(["--rounds", str(args.rounds)])
+    print()
+    load.main([])
 
 
 if __name__ == "__main__":
