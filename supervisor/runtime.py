@@ -34,7 +34,6 @@ from pathlib import Path
 import anyio
 from anyio.abc import TaskStatus
 
-from .agent import ENV_VAR as AGENT_ENV
 from .agent import bootstrap_dir
 from .config import AppCommand, Config, child_environment
 from .console import Console
@@ -95,6 +94,7 @@ class LocalRuntime:
                         f"{exc.strerror or exc}",
                         hint="point TMPDIR at a short, writable directory",
                     ) from None
+                guardian.remove_on_exit(self.control.directory)  # also when pyair is SIGKILLed
                 async with anyio.create_task_group() as tg:
                     self.preloader = self._preloader()
                     if self.preloader is not None:
@@ -193,7 +193,7 @@ class LocalRuntime:
     def _with_agent(self, env: Mapping[str, str]) -> dict[str, str]:
         """The app's environment plus what loads the template agent inside Python apps."""
         with_agent = dict(env)
-        with_agent[AGENT_ENV] = self.control.path
+        with_agent.update(self.control.agent_env())
         existing = with_agent.get("PYTHONPATH")
         bootstrap = str(bootstrap_dir())
         with_agent["PYTHONPATH"] = bootstrap + (os.pathsep + existing if existing else "")
