@@ -33,7 +33,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .classify import FileChange, Plan, classify, is_asset, is_template
-from .config import Config
+from .config import Config, config_warnings
 from .console import Console
 from .control import TEMPLATE_ERROR, SwapResult
 from .errors import PyairError
@@ -289,6 +289,8 @@ class Engine:
             self.console.main(banner)
         for key in self.config.unused_keys:
             self.console.warning(f"config key '{key}' means nothing to pyair and is ignored")
+        for warning in config_warnings(self.config):
+            self.console.warning(warning)
 
     def _watching_line(self) -> str:
         dirs = self.changes.watched_dirs
