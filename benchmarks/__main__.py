@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from . import assets, frameworks, idle, proxy, reload, templates, warm
+from . import assets, frameworks, idle, load, proxy, reload, templates, warm
 from .common import Series, machine
 
 
@@ -83,6 +83,8 @@ def main() -> None:
     proxy.main(rounds)
     print()
     assets.main(rounds)
+    print()
+    load.main([])
     print()
     print(summary(usages, swaps, restarts))
 

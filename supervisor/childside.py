@@ -6,8 +6,8 @@ Three programs run outside pyair's process, and pyair talks to each of them:
 - the zygote (``zygote_main.py``), in the app's interpreter, on a socket pair;
 - the guardian (``guardian_main.py``), in pyair's interpreter with ``-I -S``, on a pipe.
 
-They share the environment variables pyair sets, ``/proc`` readers, where a module lives, the
-import-system helper and one wire format::
+They share the environment variables pyair sets, the control socket's peer check, ``/proc``
+readers, where a module lives, the import-system helper and one wire format::
 
     frame = encode_frame({"op": "bye"})    # 4-byte big-endian length + compact UTF-8 JSON
     reader = FrameReader()
@@ -31,6 +31,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Iterable, Iterator, Sequence
     from importlib.machinery import ModuleSpec
     from types import ModuleType
@@ -41,11 +42,65 @@ PRIVATE_NAME = "_pyair_childside"  # its name when a program loads it by path
 # --------------------------------------------------------------------------- environment
 
 CONTROL_ENV = "PYAIR_CONTROL"  # the control socket's path: the agent connects to it
+SERVER_PID_ENV = "PYAIR_PID"  # pyair's pid: the agent talks only to a socket pyair listens on
 TREE_ENV = "PYAIR_TREE"  # the tree token every process pyair starts carries (and inherits)
 PRELOAD_ENV = "PYAIR_PRELOAD"  # "auto": the agent reports the app's modules for the zygote
 AGENT_DEBUG_ENV = "PYAIR_AGENT_DEBUG"  # set: the agent says what it does on stderr
 ROOT_ENV = "PYAIR_ROOT"  # the project root: templates under it are pyair's to swap
 TEMPLATE_EXT_ENV = "PYAIR_TEMPLATE_EXT"  # comma-separated: the extensions pyair swaps
+
+# --------------------------------------------------------------------------- control peers
+
+
+def peer_credentials(sock: "socket.socket") -> "tuple[int, int, int]":
+    """(pid, uid, gid) of the process at the other end of a connected Unix socket: the one that
+    connected (seen by the listener), or the one that listens (seen by the one connecting)."""
+    import socket
+    import struct
+
+    if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, gid = struct.unpack("3i", raw)
+        return pid, uid, gid
+    if sys.platform == "darwin":  # pragma: no cover - not run in CI
+        sol_local, local_peercred, local_peerpid = 0, 0x001, 0x002
+        pid = sock.getsockopt(sol_local, local_peerpid)
+        fmt = "IIh16I"  # struct xucred: version, uid, ngroups, groups[16]
+        raw = sock.getsockopt(sol_local, local_peercred, struct.calcsize(fmt))
+        _version, uid, _ngroups, *groups = struct.unpack(fmt, raw)
+        return pid, uid, groups[0]
+    raise OSError("peer credentials are not available on this platform")  # pragma: no cover
+
+
+class UntrustedListener(OSError):
+    """Whoever listens on the control socket is not the pyair that started this process."""
+
+
+def connect_control(path: str, timeout: "float | None" = None) -> "socket.socket":
+    """A connection to pyair's control socket at ``path``, made only once the listener is known
+    to be the pyair that started this process: the same uid, and the pid ``SERVER_PID_ENV``
+    names. Nothing is sent before that (a socket planted in a shared directory gets nothing).
+
+    ``OSError`` when it cannot connect; ``UntrustedListener`` when someone else listens there.
+    """
+    import socket
+
+    expected = os.environ.get(SERVER_PID_ENV, "")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        pid, uid, _gid = peer_credentials(sock)
+        if uid != os.getuid() or not expected.isdigit() or pid != int(expected):
+            raise UntrustedListener(
+                f"{path} is not pyair's: pid {pid} (uid {uid}) listens there, "
+                f"not pyair (pid {expected or 'unknown'}, uid {os.getuid()}); nothing sent"
+            )
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
 
 # --------------------------------------------------------------------------- /proc
 

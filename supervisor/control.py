@@ -1,13 +1,19 @@
 """Supervisor side of the control socket: a private Unix socket the in-app agent connects to.
 
     async with ControlServer(is_member=tree.contains, log=console.control) as control:
-        env["PYAIR_CONTROL"] = control.path          # plus PYTHONPATH=agent.bootstrap_dir()
+        env.update(control.agent_env())              # plus PYTHONPATH=agent.bootstrap_dir()
         ...start the app...
         result = await control.swap(["/abs/templates/page.html"], timeout_ms=2000)
         if result.fallback:                          # "no agent" / "timeout" / "disconnected"
             ...restart instead...
 
-The socket lives in a fresh ``mkdtemp`` directory (0700) and is itself 0600. Every connection's
+The socket lives in a fresh ``mkdtemp`` directory (0700, checked: a directory of ours, not a
+link) and is itself 0600. The directory is made where nobody else can rename it away:
+``$XDG_RUNTIME_DIR`` when it is private, else the temporary directory (``$TMPDIR``, ``/tmp``)
+when it is not writable by others or is sticky; a place whose socket path would be too long
+for ``AF_UNIX`` is passed over for a shorter one (one line in the log). The agent checks the
+other way round (:func:`~supervisor.childside.connect_control`): it sends nothing before it
+knows the listener is this pyair (same uid, the pid in ``agent_env()``). Every connection's
 peer is checked with ``SO_PEERCRED``: same uid, and ``is_member(pid)`` must say the pid belongs
 to the app tree pyair started; anything else is logged and closed. Every agent that said hello
 and is still connected is asked to swap (each worker of a pre-fork server has its own): a swap
@@ -21,10 +27,10 @@ nothing here raises into the engine except misuse (``path`` before the server st
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
-import socket
-import struct
+import stat
 import sys
 import tempfile
 import time
@@ -37,6 +43,7 @@ import anyio.abc
 from anyio.abc import SocketAttribute
 
 from . import protocol
+from .childside import CONTROL_ENV, SERVER_PID_ENV, peer_credentials
 from .protocol import PROTOCOL_VERSION, FrameDecoder, FrameTooLarge, ProtocolError
 
 __all__ = [
@@ -50,10 +57,16 @@ __all__ = [
     "ControlServer",
     "SwapResult",
     "TemplateError",
+    "peer_credentials",
+    "private_directory",
 ]
 
 SOCKET_NAME = "control.sock"
 RECV_SIZE = 65536
+DIR_PREFIX = "pyair-"
+# sun_path's size less its NUL: 108 on Linux, 104 on macOS and the BSDs
+MAX_SOCKET_PATH = 107 if sys.platform.startswith("linux") else 103
+ACCEPT_PAUSE_MIN_S, ACCEPT_PAUSE_MAX_S = 0.01, 1.0  # accept() out of descriptors: back off
 
 # SwapResult.reason values
 SWAPPED = "swapped"  # the agent swapped everything (ok=True)
@@ -128,21 +141,84 @@ class _Conn:
             await self.stream.send(data)
 
 
-def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the process at the other end of a connected Unix socket."""
-    if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred
-        fmt = "3i"
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize(fmt))
-        pid, uid, gid = struct.unpack(fmt, raw)
-        return pid, uid, gid
-    if sys.platform == "darwin":  # pragma: no cover - not run in CI
-        sol_local, local_peercred, local_peerpid = 0, 0x001, 0x002
-        pid = sock.getsockopt(sol_local, local_peerpid)
-        fmt = "IIh16I"  # struct xucred: version, uid, ngroups, groups[16]
-        raw = sock.getsockopt(sol_local, local_peercred, struct.calcsize(fmt))
-        _version, uid, _ngroups, *groups = struct.unpack(fmt, raw)
-        return pid, uid, groups[0]
-    raise OSError("peer credentials are not available on this platform")  # pragma: no cover
+# --------------------------------------------------------------------------- the private directory
+
+
+def _unsafe_parent(path: str, *, private: bool) -> str | None:
+    """Why pyair's directory should not be made in ``path``; None when it may.
+
+    Anyone who can write to a directory without the sticky bit can rename pyair's directory
+    away and put one of their own, with their socket, in its place.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{path} is not a directory"
+    if private:
+        if info.st_uid != os.getuid() or info.st_mode & 0o077:
+            return f"{path} is not private (owner uid {info.st_uid}, mode {info.st_mode:o})"
+        return None
+    if info.st_uid not in (os.getuid(), 0):
+        return f"{path} belongs to uid {info.st_uid}"
+    if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+        return f"{path} is writable by others and not sticky"
+    return None
+
+
+def _parents() -> list[tuple[str, bool]]:
+    """Where the directory may go, best first: (path, must it be private to us?)."""
+    found: list[tuple[str, bool]] = []
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir and os.path.isabs(runtime_dir):
+        found.append((runtime_dir, True))
+    for temp in (tempfile.gettempdir(), "/tmp"):
+        if all(os.path.realpath(temp) != os.path.realpath(p) for p, _ in found):
+            found.append((temp, False))
+    return found
+
+
+def _too_long(parent: str) -> bool:
+    name = os.path.join(parent, DIR_PREFIX + "x" * 8, SOCKET_NAME)  # mkdtemp adds 8 letters
+    return len(os.fsencode(name)) > MAX_SOCKET_PATH
+
+
+def private_directory(log: Callable[[str], None]) -> str:
+    """A new directory only this user can enter (0700, checked), for the control socket.
+
+    The first safe place of :func:`_parents` whose socket path fits; when none is safe, the
+    first that fits (the agent's check of the listener still keeps its messages from anyone
+    else). One line to ``log`` when the best place was passed over. OSError when nothing fits.
+    """
+    parents = _parents()
+    fitting = [(p, private) for p, private in parents if not _too_long(p)]
+    safe = [p for p, private in fitting if _unsafe_parent(p, private=private) is None]
+    if not fitting:
+        raise OSError(errno.ENAMETOOLONG, "no place for it has a path short enough for a socket")
+    parent = safe[0] if safe else fitting[0][0]
+    best, best_private = parents[0]
+    if parent != best:
+        why = (
+            "too long a path for a Unix socket"
+            if _too_long(best)
+            else _unsafe_parent(best, private=best_private)
+        )
+        if not safe:
+            why = f"{why}; nowhere is safe, so only the agent's check of the listener protects it"
+        log(f"control: socket made in {parent}, not {best} ({why})")
+    directory = tempfile.mkdtemp(prefix=DIR_PREFIX, dir=parent)
+    os.chmod(directory, 0o700)
+    info = os.lstat(directory)
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.getuid()
+        or stat.S_IMODE(info.st_mode) != 0o700
+    ):
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
+        raise OSError(f"{directory} is not a private directory of ours once made")
+    return directory
 
 
 class ControlServer:
@@ -185,9 +261,14 @@ class ControlServer:
 
     @property
     def directory(self) -> str:
+        """The private directory that holds the socket (removed when the server closes)."""
         if self._dir is None:
             raise RuntimeError("ControlServer is not started")
         return self._dir
+
+    def agent_env(self) -> dict[str, str]:
+        """What the app's environment needs for its agent to find (and trust) this server."""
+        return {CONTROL_ENV: self.path, SERVER_PID_ENV: str(os.getpid())}
 
     @property
     def agent(self) -> AgentInfo | None:
@@ -228,8 +309,7 @@ class ControlServer:
         with anyio.CancelScope() as scope:
             self._scope = scope
             try:
-                self._dir = tempfile.mkdtemp(prefix="pyair-")
-                os.chmod(self._dir, 0o700)
+                self._dir = private_directory(self._log)
                 path = os.path.join(self._dir, SOCKET_NAME)
                 listener = await anyio.create_unix_listener(path, mode=0o600)
                 self._path = path
@@ -245,13 +325,24 @@ class ControlServer:
     async def _accept_loop(
         self, listener: anyio.abc.SocketListener, tg: anyio.abc.TaskGroup
     ) -> None:
+        said: set[int | None] = set()
+        pause = ACCEPT_PAUSE_MIN_S
         while True:
             try:
                 stream = await listener.accept()
-            except OSError as exc:  # EMFILE and friends: say so, back off, go on
-                self._log(f"control: accept failed: {exc}")
-                await anyio.sleep(0.1)
+            except (OSError, anyio.BrokenResourceError) as exc:
+                # EMFILE and friends (anyio wraps them for Unix listeners): say so once, back
+                # off, go on; an agent's connect waits in the backlog meanwhile
+                cause = exc if isinstance(exc, OSError) else exc.__cause__
+                if not isinstance(cause, OSError):
+                    raise
+                if cause.errno not in said:
+                    said.add(cause.errno)
+                    self._log(f"control: accept failed: {cause.strerror or cause}; retrying")
+                await anyio.sleep(pause)
+                pause = min(pause * 2, ACCEPT_PAUSE_MAX_S)
                 continue
+            pause = ACCEPT_PAUSE_MIN_S
             tg.start_soon(self._handle, stream)
 
     def _cleanup_files(self) -> None:

@@ -37,7 +37,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .classify import FileChange, Plan, classify, is_asset, is_template
 from .companions import Backoff, Companion, Handle, RuleRunner
-from .config import Config, ProcessConfig
+from .config import Config, ProcessConfig, config_warnings
 from .console import Console
 from .control import TEMPLATE_ERROR, SwapResult
 from .errors import PyairError
@@ -326,6 +326,8 @@ class Engine:
             self.console.main(banner)
         for key in self.config.unused_keys:
             self.console.warning(f"config key '{key}' means nothing to pyair and is ignored")
+        for warning in config_warnings(self.config):
+            self.console.warning(warning)
 
     def _watching_line(self) -> str:
         dirs = self.changes.watched_dirs

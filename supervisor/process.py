@@ -591,8 +591,9 @@ class Guardian:
     It is :mod:`supervisor.guardian_main`, run as ``python -I -S`` (stdlib only, no site, a few
     ms to start), reading frames from a pipe from pyair; at EOF (pyair died or closed it without
     saying bye) it SIGKILLs every process whose environment carries ``PYAIR_TREE=<token>`` (or a
-    token nested under it), pass after pass for at most ~2 s, and exits. It runs in its own
-    session, ignores SIGINT/SIGTERM/SIGHUP, and does not carry the token itself.
+    token nested under it), pass after pass for at most ~2 s, removes the directories it was
+    given (``remove_on_exit``), and exits. It runs in its own session, ignores
+    SIGINT/SIGTERM/SIGHUP, and does not carry the token itself.
     """
 
     def __init__(self, popen: subprocess.Popen[bytes], token: str) -> None:
@@ -624,6 +625,18 @@ class Guardian:
     def returncode(self) -> int | None:
         return self._popen.poll()
 
+    def remove_on_exit(self, directory: str) -> None:
+        """After its sweep, the guardian also removes ``directory`` (a private one of pyair's,
+        with the files in it): pyair SIGKILLed leaves no control directory behind."""
+        self._tell({"op": "remove", "path": directory})
+
+    def _tell(self, frame: dict[str, str]) -> None:
+        stdin = self._popen.stdin
+        assert stdin is not None
+        with contextlib.suppress(OSError, ValueError):  # it is gone already, or closed
+            stdin.write(encode_frame(frame))
+            stdin.flush()
+
     def close(self, *, kill_tree: bool = False) -> None:
         """Let the guardian go: quietly, or (``kill_tree``) after one last sweep of the tree.
 
@@ -634,14 +647,40 @@ class Guardian:
         self._closed = True
         stdin = self._popen.stdin
         assert stdin is not None
-        with contextlib.suppress(OSError):  # OSError: it is gone already
-            if not kill_tree:
-                stdin.write(encode_frame({"op": "bye"}))
-                stdin.flush()
+        if not kill_tree:
+            self._tell({"op": "bye"})
         with contextlib.suppress(OSError):
             stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._popen.wait(timeout=3.0)
+
+
+# --------------------------------------------------------------------------- open files
+
+OPEN_FILES_WANTED = 65536  # plenty for a proxy; more only slows programs that close every fd
+
+
+def raise_open_file_limit(wanted: int = OPEN_FILES_WANTED) -> tuple[int, int]:
+    """Raise this process's soft RLIMIT_NOFILE toward its hard limit (at most ``wanted``).
+
+    macOS starts processes at 256, which a browser's keep-alive connections exhaust. Returns
+    (before, after); unchanged when the hard limit is already reached or the kernel refuses
+    (macOS refuses more than OPEN_MAX under an "unlimited" hard limit: 10240 is tried then).
+    The children pyair starts inherit the raised limit.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+    for target in (ceiling, min(ceiling, 10240)):
+        if soft != resource.RLIM_INFINITY and target <= soft:
+            break
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            continue
+        return soft, target
+    return soft, soft
 
 
 # --------------------------------------------------------------------------- adopted orphans

@@ -41,7 +41,6 @@ import anyio
 import anyio.abc
 from anyio.abc import TaskStatus
 
-from .agent import ENV_VAR as AGENT_ENV
 from .agent import bootstrap_dir
 from .childside import ROOT_ENV, TEMPLATE_EXT_ENV
 from .config import AppCommand, Config, ProcessConfig, child_environment
@@ -56,6 +55,7 @@ from .process import (
     StepResult,
     belongs_to_tree,
     pump_lines,
+    raise_open_file_limit,
     run_step,
 )
 from .readiness import NotReady, Ready, probe_target, wait_ready
@@ -99,6 +99,7 @@ class LocalRuntime:
         killed, the socket is removed and the guardian sweeps whatever is left of the app's
         tree. A control socket that cannot be made is a one-line :class:`PyairError`.
         """
+        raise_open_file_limit()  # a browser's keep-alive connections add up (macOS: 256)
         guardian = Guardian.start(self.token)
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -110,6 +111,7 @@ class LocalRuntime:
                         f"{exc.strerror or exc}",
                         hint="point TMPDIR at a short, writable directory",
                     ) from None
+                guardian.remove_on_exit(self.control.directory)  # also when pyair is SIGKILLed
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
                     tg.start_soon(self._remember_templates, name="templates")
@@ -218,7 +220,7 @@ class LocalRuntime:
     def _with_agent(self, env: Mapping[str, str]) -> dict[str, str]:
         """The app's environment plus what loads the template agent inside Python apps."""
         with_agent = dict(env)
-        with_agent[AGENT_ENV] = self.control.path
+        with_agent.update(self.control.agent_env())
         with_agent[ROOT_ENV] = str(self.config.root)
         with_agent[TEMPLATE_EXT_ENV] = ",".join(self.config.templates.include_ext)
         existing = with_agent.get("PYTHONPATH")

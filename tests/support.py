@@ -118,8 +118,11 @@ def pyair_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class PyairRun:
     """A pyair process supervising ``project`` with ``config`` as its .air.toml."""
 
-    def __init__(self, project: Path, config: str, *args: str) -> None:
+    def __init__(
+        self, project: Path, config: str, *args: str, env: dict[str, str | None] | None = None
+    ) -> None:
         self.project = project
+        self.env = env or {}  # changes to pyair's environment; None removes a variable
         self.config_path = project / ".air.toml"
         self.config_path.write_text(config)
         self.log_path = project / "pyair.log"
@@ -148,9 +151,16 @@ class PyairRun:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=pyair_env(),
+            env=self.environment(),
         )
         log.close()
+
+    def environment(self) -> dict[str, str]:
+        """pyair's environment: :func:`pyair_env` with ``env``'s changes."""
+        env = pyair_env({k: v for k, v in self.env.items() if v is not None})
+        for name in [k for k, v in self.env.items() if v is None]:
+            env.pop(name, None)
+        return env
 
     @property
     def pid(self) -> int:

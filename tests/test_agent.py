@@ -95,6 +95,7 @@ def child_env(control_path: str, *extra_path: str, **extra: str) -> dict[str, st
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYAIR_AGENT_DEBUG")}
     env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP, *extra_path])
     env["PYAIR_CONTROL"] = control_path
+    env["PYAIR_PID"] = str(os.getpid())  # the server listens in this process
     env.update(extra)
     return env
 

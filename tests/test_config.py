@@ -30,7 +30,7 @@ from supervisor.config import (
     python_executable,
     resolve_app_command,
 )
-from supervisor.config.keys import Key, choice, duration, extensions
+from supervisor.config.keys import MINUTE, Key, choice, duration, extensions
 from supervisor.config.reader import DocumentReader
 from supervisor.config.schema import OS_OVERRIDE_KEYS, SECTIONS
 from supervisor.errors import ConfigError
@@ -306,7 +306,7 @@ def test_every_section_field_declares_its_key() -> None:
 def test_a_key_is_one_declaration(project: Path) -> None:
     @dataclass(frozen=True)
     class Section:
-        settle: int = duration(250, at_least=100)
+        settle: int = duration(250, at_least=100, at_most=MINUTE)
         mode: str = choice("fast", "slow")
         exts: tuple[str, ...] = extensions(("py",), lower=True)
 
@@ -390,14 +390,19 @@ def test_duration_keys_in_the_file(project: Path) -> None:
         """
         [build]
         kill_delay = 500000000
-        delay = 1000000
+        delay = 50000
         poll_interval = 0
         [proxy]
         app_start_timeout = 0
         """,
     )
     assert config.build.kill_delay == 500  # nanoseconds (air's rule) for kill_delay only
-    assert config.build.delay == 1_000_000
+    assert config.build.delay == 50_000
+    # a bare number that large is milliseconds for delay (nanoseconds only for kill_delay):
+    # so 1000000 is 1000 s, over delay's bound
+    assert "1000000 ms is more than the maximum of 1m" in error(
+        project, "[build]\ndelay = 1000000\n"
+    )
     assert config.build.poll_interval == 500  # air's minimum
     assert config.proxy.app_start_timeout == 5000  # air: 0 means the default
     assert load(project, "[build]\npoll_interval = 100\n").build.poll_interval == 500

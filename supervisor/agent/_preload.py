@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import sys
 
-from ..childside import module_location
-from . import debug
+from ..childside import UntrustedListener, connect_control, module_location
+from . import debug, warn
 
 REPORT_AT_S = (1.0, 3.0, 10.0, 30.0)  # after start; a report only when sys.modules grew
 
@@ -41,6 +41,9 @@ def _run(control_path: str) -> None:
         sent = count
         try:
             report(control_path)
+        except UntrustedListener as exc:
+            warn(f"refused the control socket: {exc}")
+            return
         except Exception as exc:  # pyair gone, socket closed: never the app's problem
             debug(f"modules report failed: {type(exc).__name__}: {exc}")
             return
@@ -57,15 +60,11 @@ def snapshot() -> tuple[list[str], list[str]]:
 
 
 def report(control_path: str) -> None:
-    import socket
-
     from .. import protocol
 
     names, files = snapshot()
     prefixes = [sys.prefix, sys.base_prefix, sys.exec_prefix]
     data = protocol.encode(protocol.modules(os.getpid(), names, files, prefixes))
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(2.0)
-        sock.connect(control_path)
+    with connect_control(control_path, timeout=2.0) as sock:  # checks who listens first
         sock.sendall(data)
     debug(f"reported {len(names)} modules")

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 
+from ..childside import UntrustedListener, connect_control
 from . import TemplateFailure, _callbacks, debug, engines, warn
 
 TYPE_CHECKING = False
@@ -108,17 +109,17 @@ def _run(control_path: str) -> None:
 
 def _serve(control_path: str) -> None:
     global _sock
-    import socket
-
     from .. import protocol
 
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        try:
-            sock.connect(control_path)
-        except OSError as exc:
-            debug(f"cannot connect to {control_path}: {exc}")
-            return
+        sock = connect_control(control_path)
+    except UntrustedListener as exc:
+        warn(f"refused the control socket: {exc}")
+        return
+    except OSError as exc:
+        debug(f"cannot connect to {control_path}: {exc}")
+        return
+    try:
         if hasattr(os, "register_at_fork"):
             # A forked child must not hold the connection open after this process is gone.
             os.register_at_fork(after_in_child=sock.close)

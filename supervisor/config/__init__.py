@@ -3,6 +3,7 @@
     config = load_config(find_config(None, Path.cwd()), overrides={"build.delay": "50"})
     config.build.delay                      # 50 (milliseconds)
     config.app_command().argv               # ('/usr/bin/python3', 'app.py')
+    config_warnings(config)                 # one line per include_dir / env_files not there
     child_environment(config, os.environ)   # + env_files + [env], for the build and the app
 
 Every problem is a :class:`ConfigError` whose ``str()`` is one line:
@@ -29,7 +30,14 @@ from __future__ import annotations
 
 from .command import AppCommand, detect_entry, python_executable, resolve_app_command
 from .environment import child_environment, parse_dotenv
-from .loading import CONFIG_CANDIDATES, current_os, find_config, load_config, table_flag_error
+from .loading import (
+    CONFIG_CANDIDATES,
+    config_warnings,
+    current_os,
+    find_config,
+    load_config,
+    table_flag_error,
+)
 from .locator import KeyLines
 from .schema import (
     ALWAYS_EXCLUDED_DIRS,
@@ -71,6 +79,7 @@ __all__ = [
     "ScreenConfig",
     "TemplatesConfig",
     "child_environment",
+    "config_warnings",
     "current_os",
     "detect_entry",
     "find_config",

@@ -7,8 +7,8 @@ and ``known_keys()`` all read it, so a key's whole behaviour is on its line:
     @dataclass(frozen=True)
     class BuildConfig:
         cmd: str = text(per_os=True)                           # may be set in [build.linux]
-        delay: int = duration(10)                              # ms: 10, "250ms", "2s"
-        kill_delay: int = duration(500, nanos_if_large=True)   # air: 500000000 is 500 ms
+        delay: int = duration(10, at_most=MINUTE)              # ms: 10, "250ms", "2s"
+        kill_delay: int = duration(500, at_most=MINUTE, nanos_if_large=True)  # air's ns rule
         include_ext: tuple[str, ...] = extensions(("py",))     # ".py" is cleaned to "py"
 
     Key.of(fields(BuildConfig)[1]).read("2s", from_flag=True)  # 2000
@@ -16,7 +16,9 @@ and ``known_keys()`` all read it, so a key's whole behaviour is on its line:
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import Field, dataclass, field
 from pathlib import Path
@@ -40,6 +42,7 @@ from .values import (
 
 _KEY = "pyair.key"
 
+SECOND, MINUTE, HOUR = 1000, 60_000, 3_600_000  # in milliseconds, for durations' bounds
 COLOR_NAMES = ("red", "green", "yellow", "blue", "magenta", "cyan", "white", "raw", "")
 READY_URL_PREFIXES = ("http://", "https://", "/")
 
@@ -138,21 +141,41 @@ def port(default: int = 0) -> int:
 
 
 def duration(
-    ms: int, *, at_least: int = 0, zero_means_default: bool = False, nanos_if_large: bool = False
+    ms: int,
+    *,
+    at_most: int,
+    at_least: int = 0,
+    zero_means_default: bool = False,
+    nanos_if_large: bool = False,
 ) -> int:
     """Milliseconds: ``500``, ``"500ms"``, ``"2s"``, ``"1m30s"``; the default is ``ms``.
 
-    ``at_least``: smaller values are raised to it. ``zero_means_default``: 0 gives ``ms``.
-    ``nanos_if_large``: air's ``kill_delay`` rule (a bare 500000000 is nanoseconds).
+    ``at_most``: larger values are refused (a typo of a few digits, not a wish to wait a
+    century). ``at_least``: smaller values are raised to it. ``zero_means_default``: 0 gives
+    ``ms``. ``nanos_if_large``: air's ``kill_delay`` rule (a bare 500000000 is nanoseconds).
     """
 
     def clean(value: int) -> int:
+        if value > at_most:
+            limit = written_ms(at_most)
+            raise BadValue(
+                f"{value} ms is more than the maximum of {limit}",
+                f"write at most {at_most} (or {limit!r})",
+            )
         if zero_means_default and value == 0:
             return ms
         return max(value, at_least)
 
     kind = Duration(nanos_if_large=True) if nanos_if_large else DURATION
     return _key(ms, Key(kind, clean=clean))
+
+
+def written_ms(ms: int) -> str:
+    """A whole number of milliseconds as a duration string: ``"5m"``, ``"1h"``, ``"250ms"``."""
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
 
 
 def choice(default: str, *others: str) -> str:
@@ -216,6 +239,45 @@ def paths(default: tuple[str, ...] = ()) -> tuple[str, ...]:
 
 def _normalised_paths(value: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(os.path.normpath(v.strip()) for v in value if v.strip())
+
+
+def host_names() -> tuple[str, ...]:
+    """Host names the proxy answers besides loopback: ``"dev.test"``, ``".dev.test"`` (that
+    domain and every subdomain), ``"*"`` (any: no protection from DNS rebinding)."""
+    return _key((), Key(STRINGS, clean=_host_names))
+
+
+_HOST_NAME = re.compile(r"\.?[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*")
+_HOSTS_HINT = 'write names only, e.g. allowed_hosts = ["dev.test", ".dev.test"]'
+
+
+def _host_names(value: tuple[str, ...]) -> tuple[str, ...]:
+    names: list[str] = []
+    for raw in value:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if len(name) > 1:
+            name = name.removesuffix(".")  # "dev.test." is the same name
+        if name == "*" or _HOST_NAME.fullmatch(name):
+            names.append(name)
+            continue
+        bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+        try:
+            names.append(str(ipaddress.ip_address(bare)))
+            continue
+        except ValueError:
+            pass
+        if "://" in name:
+            raise BadValue(f"{raw!r} is a URL, not a host name", _HOSTS_HINT)
+        if name.startswith("*."):
+            raise BadValue(
+                f"{raw!r}: a domain and its subdomains are written {name[1:]!r}", _HOSTS_HINT
+            )
+        if re.fullmatch(r"[^:]+:\d+", name):
+            raise BadValue(f"{raw!r}: a host name without its port", _HOSTS_HINT)
+        raise BadValue(f"{raw!r} is not a host name", _HOSTS_HINT)
+    return tuple(dict.fromkeys(names))
 
 
 def preload(default: str | tuple[str, ...]) -> str | tuple[str, ...]:

@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import ConfigError
 from .command import resolve_app_command
 from .environment import check_env_name
+from .locator import MAX_NESTING, KeyLines
 from .reader import DocumentReader, syntax_error
 from .schema import (
     SECTIONS,
@@ -38,6 +39,8 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 CONFIG_CANDIDATES = (".air.toml", ".config/air.toml")
+_BIND = re.compile(r"[A-Za-z0-9_.:-]+|\[[0-9A-Fa-f:.]+\]")  # a name, IPv4 or IPv6
+MAX_BYTES = 256 * 1024  # a real .air.toml is a few KiB: a bigger file is the wrong one
 
 
 def current_os() -> str:
@@ -92,6 +95,28 @@ def _apply_os_overrides(
         build.update(reader.os_block(current_os(), block))
 
 
+def read_config_text(path: Path) -> str:
+    """The config file's text (without a BOM); ConfigError when unreadable or over MAX_BYTES."""
+    try:
+        with path.open("rb") as source:
+            data = source.read(MAX_BYTES + 1)
+            if len(data) > MAX_BYTES:
+                size = os.fstat(source.fileno()).st_size
+                raise ConfigError(
+                    f"config file is {size / 1e6:.1f} MB; pyair reads configs up to "
+                    f"{MAX_BYTES // 1024} KiB",
+                    path=path,
+                    hint="is this the right file? pass yours with -c",
+                )
+        # as text mode reads it: universal newlines
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read config: {exc}", path=path, hint="check the file and its permissions"
+        ) from None
+    return text.removeprefix("\ufeff")  # a BOM some editors write
+
+
 def load_config(
     path: Path | None,
     *,
@@ -107,22 +132,27 @@ def load_config(
     Raises ConfigError with a ``file:line[:col]: what; fix`` message on any problem.
     """
     cwd = cwd or Path.cwd()
-    text = ""
+    text = "" if path is None else read_config_text(path)
+    reader = DocumentReader(path, text)
+    document: dict[str, Any] = {}
     if path is not None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+        if reader.keys.too_deep is not None:
+            line, col = reader.keys.too_deep
             raise ConfigError(
-                f"cannot read config: {exc}", path=path, hint="check the file and its permissions"
-            ) from None
-        text = text.removeprefix("\ufeff")  # a BOM some editors write
+                f"arrays or inline tables nested more than {MAX_NESTING} deep",
+                path=path,
+                line=line,
+                col=col,
+                hint="no key takes that: flatten the value (lists of strings, one table level)",
+            )
         try:
-            document: dict[str, Any] = tomllib.loads(text)
+            document = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise syntax_error(path, exc, text) from None
-    else:
-        document = {}
-    reader = DocumentReader(path, text)
+        except RecursionError:  # nesting the scanner did not see (it never raises)
+            raise ConfigError(
+                "TOML nested too deeply to read", path=path, hint="flatten the nested value"
+            ) from None
 
     top: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
@@ -280,6 +310,12 @@ def _check_semantics(config: Config, reader: DocumentReader) -> None:
                 "escape special characters, e.g. '_test\\\\.py$'",
             ) from None
     proxy = config.proxy
+    if not _BIND.fullmatch(proxy.bind):
+        raise reader.problem(
+            "proxy.bind",
+            f"{proxy.bind!r} is not an address or a host name",
+            'write an address, e.g. bind = "127.0.0.1" (or "0.0.0.0" for every interface)',
+        )
     if proxy.enabled and proxy.app_port == 0:
         raise reader.problem(
             "proxy.enabled",
@@ -293,3 +329,38 @@ def _check_semantics(config: Config, reader: DocumentReader) -> None:
             f"proxy_port and app_port are both {proxy.app_port}",
             "the proxy needs its own port, e.g. proxy_port = app_port + 1",
         )
+
+
+def config_warnings(config: Config) -> list[str]:
+    """One line for each configured path that is not there: an ``include_dir`` (build or
+    templates) that is not a directory, an ``env_files`` entry that is not a file. pyair starts
+    anyway (a directory may be created later, a ``.env`` is optional in air); said once.
+    """
+    where = _key_lines(config.source)
+    found: list[str] = []
+
+    def warn(dotted: str, what: str) -> None:
+        line, _col = where.find(dotted) if where is not None else (None, None)
+        at = f"{config.source}:{line}: " if config.source and line else ""
+        found.append(f"{at}{dotted}: {what}")
+
+    for section, dirs in (
+        ("build", config.build.include_dir),
+        ("templates", config.templates.include_dir),
+    ):
+        for entry in dirs:
+            if not (path := config.root / entry).is_dir():
+                warn(f"{section}.include_dir", f"{entry!r} is not a directory ({path})")
+    for name in config.env_files:
+        if not (path := config.root / Path(name).expanduser()).is_file():
+            warn("env_files", f"{name!r} does not exist ({path}); it is skipped")
+    return found
+
+
+def _key_lines(source: Path | None) -> KeyLines | None:
+    if source is None:
+        return None
+    try:
+        return KeyLines(read_config_text(source))
+    except ConfigError:
+        return None

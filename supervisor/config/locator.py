@@ -5,6 +5,7 @@ r"""Where each key of a TOML text is: ``KeyLines(text).find("build.delay") -> (l
     lines.find("build.nothing")   # (1, 2): else at its closest recorded parent
     KeyLines('[[build.rules]]\n[[build.rules]]\ncmd = 1\n').find("build.rules[1].cmd")  # (3, 1)
     lines.unclosed                # None, or where a never-closed string or bracket opens
+    lines.too_deep                # None, or where arrays/inline tables nest past MAX_NESTING
 
 ``tomllib`` gives no positions for a document it parsed, so semantic errors (an unknown key, a
 wrong type) need this scanner to say ``file:line:col``. Each ``[[array.of.tables]]`` entry is
@@ -22,6 +23,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
+MAX_NESTING = 64  # arrays and inline tables in one another: tomllib recurses (~500 ends it)
 _BARE_KEY_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -39,6 +41,7 @@ class KeyLines:
         # (line, col, what) of the first string or bracket that never closes: a syntax error
         # "at end of document" really starts there
         self.unclosed: tuple[int, int, str] | None = None
+        self.too_deep: tuple[int, int] | None = None  # (line, col) of the first too deep
         self._text = text
         self._i = 0
         self._line = 1
@@ -233,6 +236,8 @@ class KeyLines:
                 self._skip_string()
             elif char in "[{":
                 stack.append((char, current, self._pos(self._i)))
+                if len(stack) > MAX_NESTING and self.too_deep is None:
+                    self.too_deep = self._pos(self._i)
                 expect_key = char == "{"
                 self._i += 1
             elif char in "]}":

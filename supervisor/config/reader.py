@@ -80,6 +80,11 @@ def syntax_error(path: Path, exc: Exception, text: str = "") -> ConfigError:
     )
 
 
+def _short(name: str, limit: int = 60) -> str:
+    """A name as an error line shows it: long ones cut (the line and column say where)."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 class DocumentReader:
     """Validates one parsed document section by section; knows where each key came from."""
 
@@ -125,7 +130,11 @@ class DocumentReader:
                 hint = f"did you mean '{far}' in [{home}]?"
             else:
                 hint = "remove it (see the config reference in the README)"
-        what = f"unknown table [{dotted}]" if table else f"unknown key '{leaf}' {where}"
+        what = (
+            f"unknown table [{_short(dotted)}]"
+            if table
+            else f"unknown key '{_short(leaf)}' {where}"
+        )
         return self.error(dotted, what, hint)
 
     def section(self, name: str, cls: type[Any], table: object) -> dict[str, Any]:

@@ -4,7 +4,7 @@
     key_for("build.kill_delay")         # its Key: a duration, with air's nanoseconds rule
     known_keys()[:2]                    # ['root', 'tmp_dir']: every key is also a --flag
 
-Each field says what it accepts through a helper of ``keys`` (``duration(500)``, ``port()``,
+Each field says what it accepts through a helper of ``keys`` (``duration(500, at_most=MINUTE)``,
 ``choice("restart", "ignore")``...), so adding a key is one line here and its row in the
 README's config reference.
 """
@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 
 from .command import AppCommand, resolve_app_command
 from .keys import (
+    HOUR,
+    MINUTE,
     Key,
     app_url,
     argv,
@@ -29,6 +31,7 @@ from .keys import (
     duration,
     environment,
     extensions,
+    host_names,
     optional_text,
     path,
     paths,
@@ -88,7 +91,7 @@ class RuleConfig:
     include_ext: tuple[str, ...] = extensions(())
     include_file: tuple[str, ...] = paths()
     exclude_regex: tuple[str, ...] = strings()
-    delay: int = duration(1000)  # air's default; a trailing quiet window per rule
+    delay: int = duration(1000, at_most=HOUR)  # air's default; a trailing quiet window per rule
 
     @classmethod
     def finish(cls, index: int, values: dict[str, Any]) -> RuleConfig:
@@ -184,17 +187,17 @@ class BuildConfig:
     exclude_unchanged: bool = boolean(False)
     follow_symlink: bool = boolean(False)
     poll: bool = boolean(False)
-    poll_interval: int = duration(500, at_least=500)  # air's minimum (runner/watcher.go)
-    delay: int = duration(10)  # quiet before acting on a save (trailing; air: 1000 ms leading)
+    poll_interval: int = duration(500, at_least=500, at_most=MINUTE)  # air's minimum
+    delay: int = duration(10, at_most=MINUTE)  # quiet after a save (trailing; air: leading)
     stop_on_error: bool = boolean(False)
     send_interrupt: bool = boolean(False)
-    kill_delay: int = duration(500, nanos_if_large=True)  # polite signal → SIGKILL
+    kill_delay: int = duration(500, at_most=MINUTE, nanos_if_large=True)  # polite signal → SIGKILL
     rerun: bool = boolean(False)
-    rerun_delay: int = duration(500)
+    rerun_delay: int = duration(500, at_most=HOUR)
     ignore_dangerous_root_dir: bool = boolean(False)
     # pyair additions
     ready_url: str = app_url()
-    ready_timeout: int = duration(10_000)
+    ready_timeout: int = duration(10_000, at_most=HOUR)
     # "auto" (restarts fork a warm interpreter that imported what the last app did), or the
     # modules to preload; () when off (preload = false). See supervisor/zygote.py.
     preload: str | tuple[str, ...] = preload("auto")
@@ -236,9 +239,10 @@ class ProxyConfig:
     enabled: bool = boolean(False)
     proxy_port: int = port()
     app_port: int = port()
-    app_start_timeout: int = duration(5000, zero_means_default=True)  # as air
+    app_start_timeout: int = duration(5000, at_most=HOUR, zero_means_default=True)  # air
     css_refresh: bool = boolean(True)
     bind: str = text("127.0.0.1")
+    allowed_hosts: tuple[str, ...] = host_names()  # besides localhost and IP addresses
 
 
 @dataclass(frozen=True)
@@ -247,7 +251,7 @@ class TemplatesConfig:
     include_dir: tuple[str, ...] = paths()
     exclude_dir: tuple[str, ...] = paths()
     on_no_agent: str = choice("restart", "ignore")
-    swap_timeout: int = duration(1000)
+    swap_timeout: int = duration(1000, at_most=MINUTE)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ _UNIT_MS = {
     "h": Fraction(3_600_000),
 }
 _NANOS_THRESHOLD = 1_000_000  # a millisecond's worth of nanoseconds
+_ABSURD_MS = 10**24  # refused before any arithmetic: past every key's bound even as nanoseconds
 
 
 def parse_duration_ms(value: object, *, nanos_if_large: bool = False) -> int:
@@ -73,17 +74,24 @@ def parse_duration_ms(value: object, *, nanos_if_large: bool = False) -> int:
         raise ValueError(f"expected a duration, got {type_name(value)}")
     if ms < 0:
         raise ValueError(f"a duration cannot be negative ({value!r})")
+    if ms > _ABSURD_MS:  # 1e308 is an exact integer of 309 digits: not worth printing
+        raise ValueError(f"{str(value)[:40]!r} is far too long for a duration")
     if bare and nanos_if_large and ms >= _NANOS_THRESHOLD:
         ms = ms / _NANOS_THRESHOLD
     return math.floor(ms)
 
 
 def type_name(value: object) -> str:
-    """How an error names a TOML value: "an integer", "a list containing a table"."""
+    """How an error names a TOML value: "an integer", "a list containing a table" (one level:
+    a list of lists of lists is "a list containing a list")."""
     if isinstance(value, list) and value:
         inner = next((v for v in value if not isinstance(v, str)), None)
         if inner is not None:
-            return f"a list containing {type_name(inner)}"
+            return f"a list containing {_plain_type_name(inner)}"
+    return _plain_type_name(value)
+
+
+def _plain_type_name(value: object) -> str:
     return {
         bool: "a boolean",
         int: "an integer",
@@ -100,6 +108,13 @@ class BadValue(ValueError):
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.hint = hint
+
+
+def without_nul(text: str) -> str:
+    """``text``, or BadValue if it holds a NUL (no path, command or name can)."""
+    if "\0" in text:
+        raise BadValue(f"{text!r} contains a NUL character", "remove the \\u0000")
+    return text
 
 
 _TRUE = ("true", "1", "yes", "on", "t")
@@ -131,7 +146,7 @@ class Text(Kind):
     def read(self, value: object, *, from_flag: bool) -> str:
         if not isinstance(value, str):
             raise BadValue(f"expected a string, got {type_name(value)} {value!r}")
-        return value
+        return without_nul(value)
 
     def file_hint(self, leaf: str, value: object) -> str:
         return f'write a quoted string, e.g. {leaf} = "..."'
@@ -201,9 +216,9 @@ class Strings(Kind):
 
     def read(self, value: object, *, from_flag: bool) -> tuple[str, ...]:
         if from_flag and isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
+            return tuple(without_nul(p.strip()) for p in value.split(",") if p.strip())
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            return tuple(value)
+            return tuple(without_nul(v) for v in value)
         raise BadValue(f"expected a list of strings, got {type_name(value)}")
 
     def file_hint(self, leaf: str, value: object) -> str:
@@ -219,7 +234,7 @@ class Argv(Strings):
     def read(self, value: object, *, from_flag: bool) -> tuple[str, ...]:
         if isinstance(value, str) and not (from_flag and "," in value):
             try:
-                return tuple(shlex.split(value))
+                return tuple(shlex.split(without_nul(value)))
             except ValueError as exc:
                 raise BadValue(f"cannot split {value!r} into arguments ({exc})") from None
         return super().read(value, from_flag=from_flag)

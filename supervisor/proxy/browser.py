@@ -22,18 +22,31 @@ from anyio.abc import SocketAttribute, SocketStream
 
 from ..console import Console
 from .assets import AssetRequest, AssetTable, Tracking, no_store
-from .headers import Headers, end_to_end, get_header, upstream_headers, wants_document
+from .gate import Gate, framing_refusal, request_line_refusal
+from .headers import (
+    Headers,
+    downstream_headers,
+    end_to_end,
+    get_header,
+    is_upgrade,
+    upstream_headers,
+    wants_document,
+)
 from .hub import HEARTBEAT_S, PING, Hub, greeting
 from .inject import RESERVED, Script, Served, decode_body, inject_script, is_page, should_inject
+from .listener import IdleConnections
 from .pages import MAX_FAILED_BODY, error_page, failed_page
 from .upstream import CONNECT_RETRY_S, Unavailable, Upstream, UpstreamFailed, UpstreamPool
-from .wire import MAX_HEAD, RECV_SIZE, STREAM_ERRORS, next_event, send
+from .wire import MAX_HEAD, RECV_SIZE, STREAM_ERRORS, send
 
 __all__ = ["BrowserConnection", "ProxyState"]
 
 MAX_HTML = 16 * 1024 * 1024  # larger HTML is streamed as it is, without the script
 REPLAY_LIMIT = 64 * 1024  # a request body this small is kept, to resend after a restart
 MAX_ATTEMPTS = 5  # upstream failures before a request is answered with an error page
+KEEP_ALIVE_S = 60.0  # a connection with no request started for this long is closed
+HEAD_S = 10.0  # a request head must be whole this long after its first byte (slowloris)
+BODY_IDLE_S = 60.0  # a request body that sends nothing for this long is given up
 
 
 class ProxyState(Protocol):
@@ -41,7 +54,9 @@ class ProxyState(Protocol):
 
     assets: AssetTable
     console: Console
+    gate: Gate
     hub: Hub
+    idle: IdleConnections
     pool: UpstreamPool
     script: Script
 
@@ -55,7 +70,16 @@ class ProxyState(Protocol):
 
 
 class BrowserGone(Exception):
-    """The browser went away while its request body was being read."""
+    """The browser went away while its request body was being read (or stalled in it)."""
+
+
+class Refused(Exception):
+    """A request pyair answers with an error status and a line of why, then hangs up."""
+
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(why)
+        self.status = status
+        self.why = why
 
 
 @dataclass
@@ -87,13 +111,18 @@ class BrowserConnection:
         try:
             while True:
                 try:
-                    event = await next_event(self.conn, self.stream)
+                    event = await self._next_request()
                 except h11.RemoteProtocolError as exc:
-                    if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                        await self._simple(exc.error_status_hint, str(exc))
+                    # h11's 501 is a Transfer-Encoding it cannot decode: the body's length is
+                    # unknown, which RFC 9112 answers with 400
+                    status = 400 if exc.error_status_hint == 501 else exc.error_status_hint
+                    await self._refuse(status, str(exc))
+                    return
+                except Refused as refusal:
+                    await self._refuse(refusal.status, refusal.why)
                     return
                 if not isinstance(event, h11.Request):
-                    return  # closed, or paused after an upgrade nobody accepted
+                    return  # closed, timed out, or paused after an upgrade nobody accepted
                 if not await self._request(event):
                     return
                 if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
@@ -108,12 +137,74 @@ class BrowserConnection:
             await self._close_upstream()
             await anyio.aclose_forcefully(self.stream)
 
+    async def _next_request(self) -> Any:
+        """The next request's head (or the end of the connection, as h11 says it).
+
+        None when the browser sent nothing for KEEP_ALIVE_S (or the connection was closed to
+        make room for others); Refused when a head took longer
+        than HEAD_S from its first byte (slowloris) or starts with a line pyair refuses.
+        """
+        start = bytearray()  # the head's first bytes, until its first line is complete
+        began: float | None = None
+        while True:
+            event = self.conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            limit = KEEP_ALIVE_S if began is None else began + HEAD_S - anyio.current_time()
+            with anyio.move_on_after(limit), self._idle(began is None):
+                data = await self._receive()
+                if began is None and data:
+                    began = anyio.current_time()
+                if b"\n" not in start and len(start) < MAX_HEAD:
+                    start += data
+                    refusal = request_line_refusal(bytes(start))
+                    if refusal is not None:
+                        raise Refused(*refusal)
+                self.conn.receive_data(data)
+                continue
+            if began is None:
+                return None  # idle: close quietly, the browser opens another when it needs one
+            raise Refused(408, f"the request head took over {HEAD_S:g} s")
+
+    def _idle(self, idle: bool) -> contextlib.AbstractContextManager[object]:
+        """Between requests, this connection may be closed to make room (see IdleConnections)."""
+        return self.proxy.idle.waiting() if idle else contextlib.nullcontext()
+
+    async def _receive(self) -> bytes:
+        """The browser's next bytes; b"" at its end (or when its connection broke)."""
+        try:
+            return await self.stream.receive(RECV_SIZE)
+        except STREAM_ERRORS:
+            return b""
+
     async def _request(self, request: h11.Request) -> bool:
         """Answer one request; False when the connection must close afterwards."""
+        gate = self.proxy.gate
+        refusal = gate.host_refusal(request)
         target = request.target.decode("latin-1")
-        if target.startswith(RESERVED):
+        internal = target.startswith(RESERVED)
+        if refusal is None and (internal or is_upgrade(list(request.headers))):
+            refusal = gate.origin_refusal(request)  # events and WebSockets: not for other sites
+        if refusal is not None:
+            if gate.first_time(refusal):
+                self.proxy.console.warning(
+                    f"proxy: refused {request.method.decode()} {target[:200]}: {refusal}"
+                )
+            await self._refuse(403, refusal, method=request.method)
+            return False
+        framing = framing_refusal(request)
+        if framing is not None:
+            await self._refuse(*framing, method=request.method)
+            return False
+        if internal:
             return await self._internal(request, target)
         return await self._forward(request)
+
+    async def _refuse(self, status: int, why: str, *, method: bytes = b"GET") -> None:
+        """One line of why, then the connection closes (if a response can still be sent)."""
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            extra = [(b"connection", b"close")]
+            await self._simple(status, f"pyair: {why}\n", extra=extra, method=method)
 
     async def _send(self, *events: Any) -> None:
         await send(self.conn, self.stream, *events)
@@ -165,7 +256,7 @@ class BrowserConnection:
 
     async def _drain_body(self) -> bool:
         while True:
-            event = await next_event(self.conn, self.stream)
+            event = await self._next_body_event()
             if isinstance(event, h11.EndOfMessage):
                 return True
             if not isinstance(event, h11.Data):
@@ -289,11 +380,20 @@ class BrowserConnection:
     async def _body_event(self) -> Any:
         """The next event of the browser's request body; BrowserGone if it broke off."""
         try:
-            event = await next_event(self.conn, self.stream)
+            event = await self._next_body_event()
         except h11.ProtocolError as exc:
             raise BrowserGone from exc
         if not isinstance(event, h11.Data | h11.EndOfMessage):
             raise BrowserGone
+        return event
+
+    async def _next_body_event(self) -> Any:
+        """The next h11 event of a request body; BrowserGone after BODY_IDLE_S of silence."""
+        while (event := self.conn.next_event()) is h11.NEED_DATA:
+            with anyio.move_on_after(BODY_IDLE_S) as waited:
+                self.conn.receive_data(await self._receive())
+            if waited.cancelled_caught:
+                raise BrowserGone(f"the request body sent nothing for {BODY_IDLE_S:g} s")
         return event
 
     async def _response_head(self, upstream: Upstream) -> h11.Response | h11.InformationalResponse:
@@ -306,7 +406,7 @@ class BrowserConnection:
                 with contextlib.suppress(h11.LocalProtocolError):  # a client that cannot take it
                     await self._send(
                         h11.InformationalResponse(
-                            status_code=event.status_code, headers=end_to_end(event.headers)
+                            status_code=event.status_code, headers=downstream_headers(event.headers)
                         )
                     )
                 continue
@@ -323,7 +423,7 @@ class BrowserConnection:
         asset: AssetRequest,
     ) -> bool:
         assert isinstance(response, h11.Response)
-        headers = end_to_end(response.headers)
+        headers = downstream_headers(response.headers)
         status = response.status_code
         if should_inject(list(request.headers), request.method, status, headers):
             return await self._relay_page(request, upstream, response, served)
@@ -425,7 +525,7 @@ class BrowserConnection:
         self, request: h11.Request, upstream: Upstream, response: h11.Response, served: Served
     ) -> bool:
         """Buffer an HTML page (up to MAX_HTML), inject the script, send it with its length."""
-        headers = end_to_end(response.headers)
+        headers = downstream_headers(response.headers)
         chunks: list[bytes] = []
         if not await self._buffer(upstream, MAX_HTML, chunks):  # too big to hold: as it is
             head = h11.Response(

@@ -3,6 +3,7 @@
     get_header(headers, b"content-type")          # the first value, or None
     end_to_end(headers)                           # without hop-by-hop headers
     upstream_headers(headers, client_ip="::1")    # what the app gets for a browser's request
+    downstream_headers(headers)                   # what the browser gets of the app's response
     wants_document(headers)                       # a navigation, not a fetch or an asset
 
 Names are compared in lower case; h11 hands them over that way.
@@ -16,6 +17,7 @@ __all__ = [
     "HOP_BY_HOP",
     "Headers",
     "connection_tokens",
+    "downstream_headers",
     "end_to_end",
     "get_header",
     "is_upgrade",
@@ -38,6 +40,10 @@ HOP_BY_HOP = frozenset(
         b"transfer-encoding",
         b"upgrade",
     }
+)
+# set by pyair from what it sees; a client's own would let it pose as someone else to the app
+FORWARDED = frozenset(
+    {b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto", b"x-real-ip"}
 )
 # what pyair can take off a page to inject its script
 DECODABLE_CODINGS = frozenset({b"gzip", b"deflate"})
@@ -102,13 +108,21 @@ def upstream_headers(headers: Headers, client_ip: str) -> Headers:
 
 
 def _forwarded(out: Headers, request: Headers, client_ip: str) -> Headers:
-    """``out`` with the X-Forwarded-* headers: the client appended to the chain."""
-    forwarded = get_header(request, b"x-forwarded-for")
-    chain = forwarded + b", " + client_ip.encode() if forwarded else client_ip.encode()
-    out = [(k, v) for k, v in out if k != b"x-forwarded-for"]
-    out.append((b"x-forwarded-for", chain))
-    if get_header(request, b"x-forwarded-proto") is None:
-        out.append((b"x-forwarded-proto", b"http"))
-    if get_header(request, b"x-forwarded-host") is None and (host := get_header(request, b"host")):
+    """``out`` with the X-Forwarded-* headers pyair sets (the browser's own are dropped:
+    pyair is the first hop, nothing before it can vouch for them)."""
+    out = [(k, v) for k, v in out if k not in FORWARDED]
+    out.append((b"x-forwarded-for", client_ip.encode()))
+    out.append((b"x-forwarded-proto", b"http"))
+    if host := get_header(request, b"host"):
         out.append((b"x-forwarded-host", host))
+    return out
+
+
+def downstream_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """The end-to-end headers of the app's response, framed as pyair re-encodes it: a
+    Content-Length that came with a Transfer-Encoding meant nothing (RFC 9112 6.3) and goes."""
+    headers = list(headers)
+    out = end_to_end(headers)
+    if get_header(headers, b"transfer-encoding") is not None:
+        out = [(k, v) for k, v in out if k.lower() != b"content-length"]
     return out

@@ -6,8 +6,9 @@
     build_error(event, root)                          # ... for a failed build, with its source
     css_refresh(rev, files, root, versions)           # a ``css`` event: paths, texts, versions
 
-Paths are shown relative to the project root; source excerpts come from the files an error
-names.
+Paths are shown relative to the project root. Source excerpts and stylesheet texts come only
+from files inside the project root (symlinks resolved; ``.env`` files never): a build's output
+or a template engine may name any file on the machine, and these events reach the browser.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "error_page",
     "excerpt",
     "failed_page",
+    "in_project",
     "stylesheet_texts",
     "template_error",
 ]
@@ -45,6 +47,17 @@ def display(path: str, root: Path) -> str:
     with contextlib.suppress(ValueError):
         return Path(path).resolve().relative_to(root.resolve()).as_posix()
     return path
+
+
+def in_project(file: str, root: Path) -> bool:
+    """Is ``file`` a regular file of the project: inside ``root`` once symlinks are resolved,
+    and not a dotenv file (its secrets are no page's business)?"""
+    try:
+        real = Path(file).resolve()
+        real.relative_to(root.resolve())
+    except (OSError, ValueError, RuntimeError):  # RuntimeError: a symlink loop
+        return False
+    return real.is_file() and not real.name.startswith(".env")
 
 
 def excerpt(file: str, line: int, context: int = 3) -> list[str]:
@@ -83,11 +96,12 @@ def css_refresh(
     puts in the re-fetched ``<link>``'s URL."""
     files = list(files)
     paths = [display(p, root) for p in files]
+    shown = [(f, p) for f, p in zip(files, paths, strict=True) if in_project(f, root)]
     tokens = {display(f, root): v for f, v in (versions or {}).items()}
     return {
         "rev": rev,
         "paths": paths,
-        "texts": stylesheet_texts(files, paths),
+        "texts": stylesheet_texts([f for f, _ in shown], [p for _, p in shown]),
         "versions": tokens,
     }
 
@@ -98,15 +112,18 @@ def app_error(title: str, message: str) -> dict[str, Any]:
 
 
 def template_error(event: TemplateFailed, root: Path) -> dict[str, Any]:
-    """The ``error`` overlay for a template that failed to swap in."""
+    """The ``error`` overlay for a template that failed to swap in (source lines only from
+    a project file)."""
+    source: list[str] = []
+    if event.file and in_project(event.file, root):
+        source = list(event.source) or (excerpt(event.file, event.line) if event.line else [])
     return {
         "kind": "template",
         "title": "Template error",
         "file": display(event.file, root) if event.file else None,
         "line": event.line,
         "message": event.message,
-        "source": list(event.source)
-        or (excerpt(event.file, event.line) if event.file and event.line else []),
+        "source": source,
     }
 
 
@@ -128,7 +145,7 @@ def build_error(event: BuildFailed, root: Path) -> dict[str, Any]:
         "file": display(file, root) if file else None,
         "line": line,
         "message": "\n".join(output),
-        "source": excerpt(file, line) if file and line else [],
+        "source": excerpt(file, line) if file and line and in_project(file, root) else [],
     }
 
 

@@ -12,10 +12,11 @@ upstream pool, the hub of tabs, the script, and what the current pages were serv
 from __future__ import annotations
 
 import secrets
+import socket
 from typing import Any
 
 import anyio
-from anyio.abc import SocketAttribute, SocketStream, TaskStatus
+from anyio.abc import Listener, SocketAttribute, SocketStream, TaskGroup, TaskStatus
 
 from ..config import Config
 from ..console import Console
@@ -34,8 +35,10 @@ from ..events import (
 )
 from .assets import AssetTable
 from .browser import BrowserConnection
+from .gate import Gate
 from .hub import Hub, sse
 from .inject import Script, Served
+from .listener import IdleConnections, accept_forever
 from .pages import app_error, build_error, css_refresh, template_error
 from .upstream import UpstreamPool
 
@@ -55,6 +58,8 @@ class Proxy:
         self.script = Script(self.instance)
         self.pool = UpstreamPool(self.settings)
         self.assets = AssetTable(config.root)
+        self.gate = Gate(self.settings.allowed_hosts, self.settings.bind)
+        self.idle = IdleConnections()  # closed first when file descriptors run out
         self._gen = 0  # the generation of the app that answers now
         self._rev = 0  # template swaps so far
         self._css = 0  # stylesheet refreshes so far
@@ -92,9 +97,20 @@ class Proxy:
             async with self._listener, anyio.create_task_group() as tg:
                 self.pool.task_group = tg
                 tg.start_soon(self.assets.keep_index)
-                await self._listener.serve(self._browser, task_group=tg)
+                for listening in _sockets(self._listener):
+                    tg.start_soon(self._accept, listening, tg)
         finally:
             self.hub.close_all()
+
+    async def _accept(self, listening: socket.socket, tg: TaskGroup) -> None:
+        await accept_forever(
+            listening,
+            self._browser,
+            tg,
+            warn=self.console.warning,
+            debug=self.console.debug,
+            idle=self.idle,
+        )
 
     async def _browser(self, stream: SocketStream) -> None:
         await BrowserConnection(self, stream).run()
@@ -182,3 +198,9 @@ class Proxy:
             "up": self.pool.up,
             "error": self._error,
         }
+
+
+def _sockets(listener: Listener[SocketStream]) -> list[socket.socket]:
+    """The listening sockets behind ``listener`` (one per address the bind name has)."""
+    listeners = getattr(listener, "listeners", None) or [listener]
+    return [item.extra(SocketAttribute.raw_socket) for item in listeners]

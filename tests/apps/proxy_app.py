@@ -7,6 +7,8 @@ GET /gzip        a gzip'd page, whatever the request's Accept-Encoding says
 GET /fragment    text/html without <html> or </body> (an htmx-style fragment)
 GET /cookies     two Set-Cookie headers; the body echoes the request's headers as JSON
 POST /echo       the body's length and sha256, read chunked or by Content-Length
+                 (?stall=S: read nothing for S seconds first, an app busy elsewhere)
+POST /slow?ms=N  the same, reading 64 KiB every N ms (default 1): an app slower than its upload
 GET /sse         an event stream: "one", then "two" only after GET /release
 GET /big?mb=N    N MiB of zeros, chunked, generated as it is sent
 GET /ws          a WebSocket echo (text frames), handshake and framing by hand
@@ -63,6 +65,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error(404)
 
     def do_POST(self):
+        pause = 0.0
+        if self.path.startswith("/slow"):
+            pause = float(self.path.split("ms=", 1)[1]) / 1000 if "ms=" in self.path else 0.001
         digest = hashlib.sha256()
         size = 0
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -75,13 +80,17 @@ class Handler(BaseHTTPRequestHandler):
                 self.rfile.readline()
                 digest.update(chunk)
                 size += len(chunk)
+                time.sleep(pause)
         else:
             remaining = int(self.headers.get("Content-Length", "0"))
             while remaining:
                 chunk = self.rfile.read(min(remaining, 65536))
+                if not chunk:
+                    break
                 digest.update(chunk)
                 size += len(chunk)
                 remaining -= len(chunk)
+                time.sleep(pause)
         body = json.dumps({"size": size, "sha256": digest.hexdigest()}).encode()
         self.send_body(body, "application/json")
 
