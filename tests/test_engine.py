@@ -149,10 +149,17 @@ def test_recreated_package_directory_is_watched_again(tmp_path: Path, watch: str
         subprocess.run(
             ["sh", "-c", "rm -r pkg && mkdir pkg && echo x=1 > pkg/mod.py"], cwd=project, check=True
         )
-        wait_until(lambda: len(starts(project)) == 2, message="a restart for the new pkg/")
+        wait_until(lambda: len(starts(project)) >= 2, message="a restart for the new pkg/")
+        # on a loaded machine the rm and the new file may be two batches: let them settle
+        settled = len(starts(project))
+        while not stays(lambda n=settled: len(starts(project)) == n, seconds=0.5):
+            settled = len(starts(project))
+        seen = run.count(r"pkg/mod\.py changed")
         (project / "pkg" / "mod.py").write_text("x = 2\n")
-        wait_until(lambda: len(starts(project)) == 3, message="a restart for the edit in it")
-        assert run.count(r"pkg/mod\.py changed") == 2
+        wait_until(
+            lambda: len(starts(project)) == settled + 1, message="a restart for the edit in it"
+        )
+        assert run.count(r"pkg/mod\.py changed") == seen + 1
 
 
 def test_renamed_project_root_is_said_and_watched_again(tmp_path: Path, watch: str) -> None:
