@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from . import assets, frameworks, idle, load, proxy, reload, templates, warm
+from . import assets, frameworks, handoff, idle, load, proxy, reload, templates, warm
 from .common import Series, machine
 
 
@@ -77,6 +77,8 @@ def main() -> None:
     warm.main(rounds)
     print()
     frameworks.main(rounds)
+    print()
+    handoff.main(rounds)
     print()
     swaps = templates.main(rounds)
     print()

@@ -48,6 +48,31 @@ PRELOAD_ENV = "PYAIR_PRELOAD"  # "auto": the agent reports the app's modules for
 AGENT_DEBUG_ENV = "PYAIR_AGENT_DEBUG"  # set: the agent says what it does on stderr
 ROOT_ENV = "PYAIR_ROOT"  # the project root: templates under it are pyair's to swap
 TEMPLATE_EXT_ENV = "PYAIR_TEMPLATE_EXT"  # comma-separated: the extensions pyair swaps
+LISTEN_ENV = "PYAIR_LISTEN"  # "FD:INODE:HOST:PORT": the listening socket pyair holds for the app
+BIND_RETRY_ENV = "PYAIR_BIND_RETRY_MS"  # a busy port is retried this long: the old app drains
+HELD_BACKLOG = 2048  # the held socket's backlog (uvicorn's default): a restart's queue fits
+
+
+def format_listen(fd: int, inode: int, host: str, port: int) -> str:
+    """The value of :data:`LISTEN_ENV` (a host may be IPv6: it is the part between)."""
+    return f"{fd}:{inode}:{host}:{port}"
+
+
+def parse_listen(value: str) -> "tuple[int, int, str, int] | None":
+    """(fd, inode, host, port) from :data:`LISTEN_ENV`; None for anything malformed."""
+    fd, _, rest = value.partition(":")
+    inode, _, rest = rest.partition(":")
+    host, _, port = rest.rpartition(":")
+    if not (fd.isdigit() and inode.isdigit() and port.isdigit()):
+        return None
+    return int(fd), int(inode), host, int(port)
+
+
+def with_listen_fd(value: str, fd: int) -> str:
+    """:data:`LISTEN_ENV`'s value with another descriptor number (the socket got a new one
+    when it was passed on: the zygote's child)."""
+    return f"{fd}:{value.partition(':')[2]}"
+
 
 # --------------------------------------------------------------------------- control peers
 
@@ -339,15 +364,44 @@ class FrameReader:
             yield decode_frame(payload)
 
 
-class FrameChannel:
-    """Frames over a blocking descriptor (a socket or one end of a pipe)."""
+def _socket_of(fd: int) -> "socket.socket":
+    import socket
 
-    def __init__(self, fd: int, max_frame: int = MAX_FRAME, read_size: int = 65536) -> None:
+    return socket.socket(fileno=fd)
+
+
+class FrameChannel:
+    """Frames over a blocking descriptor (a socket or one end of a pipe).
+
+    ``takes_fds``: the descriptor is a Unix socket whose peer may pass descriptors along with
+    its frames (SCM_RIGHTS); they queue in ``fds``, in the order they came.
+    """
+
+    MAX_FDS = 8  # per read
+
+    def __init__(
+        self, fd: int, max_frame: int = MAX_FRAME, read_size: int = 65536, takes_fds: bool = False
+    ) -> None:
         self.fd = fd
         self.max_frame = max_frame
         self.read_size = read_size
         self.reader = FrameReader(max_frame)
         self.closed = False  # the other end is gone (EOF or a read error)
+        self.fds: list[int] = []
+        self._sock: socket.socket | None = _socket_of(fd) if takes_fds else None
+
+    def release(self) -> None:
+        """Close the descriptor (and the passed ones nobody took), without the socket object
+        closing its number again later, when that number may be someone else's."""
+        if self._sock is not None:
+            self._sock.detach()
+            self._sock = None
+        for fd in [self.fd, *self.fds]:
+            try:  # noqa: SIM105 - no contextlib in the app's interpreter for this
+                os.close(fd)
+            except OSError:
+                pass
+        self.fds = []
 
     def send(self, value: object) -> bool:
         """Write one frame whole; False when the other end is gone (the read side notices)."""
@@ -378,13 +432,30 @@ class FrameChannel:
 
     def _fill(self) -> None:
         try:
-            chunk = os.read(self.fd, self.read_size)
+            if self._sock is not None:
+                chunk = self._receive_with_fds(self._sock)
+            else:
+                chunk = os.read(self.fd, self.read_size)
         except OSError:
             chunk = b""
         if chunk:
             self.reader.feed(chunk)
         else:
             self.closed = True
+
+    def _receive_with_fds(self, sock: "socket.socket") -> bytes:
+        import array
+        import socket
+
+        fds = array.array("i")
+        space = socket.CMSG_SPACE(self.MAX_FDS * fds.itemsize)
+        data, ancdata, _flags, _addr = sock.recvmsg(self.read_size, space)
+        for level, kind, payload in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(payload) - len(payload) % fds.itemsize
+                fds.frombytes(payload[:usable])
+        self.fds.extend(fds)
+        return bytes(data)
 
 
 # --------------------------------------------------------------------------- the app's own code

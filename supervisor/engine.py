@@ -151,6 +151,19 @@ class Runtime(Protocol):
         """(app, warm): warm True/False, None without a zygote. PyairError if it cannot start."""
         ...
 
+    @property
+    def holds_port(self) -> bool:
+        """Whether pyair holds the app's listening socket across restarts."""
+        ...
+
+    async def released(self, app: AppHandle, stopped: anyio.Event) -> float:
+        """Until ``app`` no longer accepts on the held socket, or ``stopped``; in ms."""
+        ...
+
+    def release_port(self) -> None:
+        """Close the held socket: no app is coming (it crashed, or the build failed)."""
+        ...
+
     async def wait_ready(self, app: AppHandle) -> Ready | NotReady | None:
         """Until ``app`` answers: Ready, NotReady (not in time, or it exited); None when there
         is nothing to probe (no port or URL known)."""
@@ -251,6 +264,7 @@ class Engine:
         self._process_started: set[str] = set()
         console.name_processes(list(self.processes))
         self._stopping: AppHandle | None = None
+        self._draining: set[AppHandle] = set()  # old apps finishing while the new one serves
         self._generation = 0
         self._cycles = 0  # restart cycles in flight
 
@@ -359,7 +373,7 @@ class Engine:
                 else:
                     self.console.main("killing at once")
                     self._force = True
-                    for victim in (self._stopping, self.app):
+                    for victim in (self._stopping, self.app, *self._draining):
                         if victim is not None:
                             await victim.kill()  # a second signal: no more grace
                     for companion in self.processes.values():
@@ -492,6 +506,7 @@ class Engine:
         if not ok:
             if self.config.build.stop_on_error:
                 await self._stop_app("build failed")
+                self.runtime.release_port()
                 self.state = State.crashed
             else:
                 if self.app is not None:
@@ -505,7 +520,7 @@ class Engine:
             if self._stop_requested.is_set():
                 return
             self.emit(Restarting(why, paths))
-            await self._stop_app(why)
+            await self._stop_app(why, hand_off=True)
             await self._start_app(env, build_ms=build_ms, started=started, why=why)
 
     async def _build(self, env: Mapping[str, str]) -> bool:
@@ -568,6 +583,7 @@ class Engine:
         self.app = None
         self.state = State.crashed
         self.emit(AppExited(app.pid, code))
+        self.runtime.release_port()  # a client hears "refused", not silence, until the next one
         if code == 0:
             self.console.runner("app exited (code 0); waiting for a change")
         else:
@@ -582,18 +598,52 @@ class Engine:
                 self.emit(Restarting("rerun"))
                 await self._start_app(env, build_ms=0, started=time.perf_counter(), why="rerun")
 
-    async def _stop_app(self, reason: str) -> None:
+    async def _stop_app(self, reason: str, *, hand_off: bool = False) -> None:
+        """Stop the app's tree. ``hand_off`` (a restart, the port held, ``overlap``): return
+        as soon as the old app stopped accepting, and let it finish in the background."""
         app, self.app = self.app, None
         if app is None:
             return
-        self._stopping = app
         build = self.config.build
         # an app that already exited may still have left children: stop() sweeps them at once
         delay = 0 if self._force or app.returncode is not None else build.kill_delay
+        if hand_off and delay and build.overlap and self.runtime.holds_port:
+            await self._hand_off(app, reason, delay)
+            return
+        self._stopping = app
         try:
             report = await app.stop(interrupt=build.send_interrupt, kill_delay_ms=delay)
         finally:
             self._stopping = None
+        self._stopped(app, report, reason, delay)
+
+    async def _hand_off(self, app: AppHandle, reason: str, delay: int) -> None:
+        """Stop ``app`` in the background; return once it no longer accepts on the held
+        socket: connections wait in the kernel's backlog for the new app, and the old one
+        finishes its requests in flight (within ``kill_delay``) while the new one starts."""
+        assert self._task_group is not None
+        stopped = anyio.Event()
+        self._draining.add(app)
+
+        async def finish() -> None:
+            try:
+                report = await app.stop(
+                    interrupt=self.config.build.send_interrupt, kill_delay_ms=delay
+                )
+            finally:
+                self._draining.discard(app)
+                stopped.set()
+            self._stopped(app, report, reason, delay)
+
+        self._task_group.start_soon(finish, name=f"stop {app.pid}")
+        ms = await self.runtime.released(app, stopped)
+        if not stopped.is_set():
+            self.console.debug(
+                f"pid {app.pid} stopped accepting in {ms:.0f} ms: the new app starts while it "
+                "finishes"
+            )
+
+    def _stopped(self, app: AppHandle, report: StopReport, reason: str, delay: int) -> None:
         how = "stopped" if report.graceful else f"killed {report.killed} process(es)"
         self.console.debug(f"pid {app.pid} {how} in {report.duration_ms:.0f} ms ({reason})")
         if not report.graceful and delay:

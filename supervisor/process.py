@@ -27,7 +27,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -493,10 +493,12 @@ class AppProcess:
         env: Mapping[str, str],
         token: str,
         piped: bool = False,
+        pass_fds: Sequence[int] = (),
     ) -> AppProcess:
         """Start ``command`` with ``PYAIR_TREE=token`` in its environment, stdio inherited
         (the app keeps the terminal), or ``piped``: stdin from /dev/null, stdout and stderr
-        into pipes (``stdout``/``stderr``) that the caller must keep reading.
+        into pipes (``stdout``/``stderr``) that the caller must keep reading. ``pass_fds``:
+        descriptors the child inherits under the same numbers (the held listening socket).
 
         Raises OSError when it cannot be started (no such program, no such cwd).
         """
@@ -518,6 +520,7 @@ class AppProcess:
             cwd=cwd,
             env={**env, TREE_ENV: token},
             start_new_session=True,
+            pass_fds=tuple(pass_fds),
         )
         return cls(process, command, token)
 

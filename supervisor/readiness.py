@@ -25,7 +25,7 @@ import re
 import shlex
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import anyio
@@ -34,10 +34,19 @@ import anyio.abc
 from .config import Config, child_environment
 from .errors import PyairError
 
-__all__ = ["NotReady", "Ready", "Target", "app_port", "probe_target", "wait_ready"]
+__all__ = [
+    "NotReady",
+    "Ready",
+    "Target",
+    "app_port",
+    "command_host",
+    "probe_target",
+    "wait_ready",
+]
 
 CONNECT_POLL_S = 0.005  # between two connection attempts: refused ones cost the app nothing
 CONNECT_TIMEOUT_S = 2.0
+ALIVE_POLL_S = 0.02  # while a request waits for its answer: how often the app's exit is looked at
 FIRST_PAUSE_S = 0.05  # before a second request; it doubles up to MAX_PAUSE_S
 MAX_PAUSE_S = 1.0
 STATUS_LINE = re.compile(rb"HTTP/\d(?:\.\d)?\s+(\d{3})")
@@ -114,6 +123,28 @@ def command_port(command: str, env: Mapping[str, str]) -> int | None:
     return None
 
 
+def command_host(command: str) -> str | None:
+    """The address a command line binds: ``--host H``, ``--bind H:P``/``-b H:P``,
+    ``runserver H:P`` (None when it names none; IPv6 without brackets)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    for i, word in enumerate(words):
+        name, eq, value = word.partition("=")
+        if not eq:
+            value = next((later for later in words[i + 1 :] if not later.startswith("-")), "")
+        if name == "--host":
+            host = value
+        elif (name in ("--bind", "-b") or word == "runserver") and ":" in value:
+            host = "" if value.startswith("unix:") else value.rpartition(":")[0]
+        else:
+            continue
+        if host.strip("[]"):
+            return host.strip("[]")
+    return None
+
+
 def _port(text: str) -> int | None:
     text = text.strip()
     if text.isdigit() and 0 < int(text) < 65536:
@@ -154,8 +185,8 @@ async def wait_ready(
                 except OSError:  # refused (TimeoutError is one too)
                     await anyio.sleep(CONNECT_POLL_S)
                     continue
-                async with stream:
-                    answered = await _ask(stream, target)
+                async with stream:  # a held socket accepts before the app does: watch it
+                    answered = await _while_alive(alive, _ask, stream, target)
             requests += 1
             if answered == "":
                 reason = (
@@ -171,6 +202,27 @@ async def wait_ready(
             await anyio.sleep(pause)
             pause = min(pause * 2, MAX_PAUSE_S)
     return NotReady(reason, exited=not alive())
+
+
+async def _while_alive(
+    alive: Callable[[], bool],
+    ask: Callable[[anyio.abc.ByteStream, Target], Awaitable[int | str | None]],
+    stream: anyio.abc.ByteStream,
+    target: Target,
+) -> int | str | None:
+    """``ask(stream, target)``, given up ("" : no answer) as soon as the app exits."""
+    answer: list[int | str | None] = []
+    async with anyio.create_task_group() as tg:
+
+        async def asking() -> None:
+            answer.append(await ask(stream, target))
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(asking)
+        while alive():
+            await anyio.sleep(ALIVE_POLL_S)
+        tg.cancel_scope.cancel()
+    return answer[0] if answer else ""
 
 
 async def _ask(stream: anyio.abc.ByteStream, target: Target) -> int | str | None:

@@ -47,6 +47,7 @@ from .config import AppCommand, Config, ProcessConfig, child_environment
 from .console import Console
 from .control import ControlServer, SwapResult
 from .errors import PyairError
+from .listeners import HOLDERS_POLL_S, HeldSocket, with_listen_fds
 from .process import (
     TREE_ENV,
     AppProcess,
@@ -57,10 +58,11 @@ from .process import (
     pump_lines,
     raise_open_file_limit,
     run_step,
+    tree_pids,
 )
-from .readiness import NotReady, Ready, probe_target, wait_ready
+from .readiness import NotReady, Ready, app_port, command_host, probe_target, wait_ready
 from .sources import LastGood
-from .zygote import Preloader
+from .zygote import Invocation, Preloader, parse_invocation
 
 __all__ = [
     "LocalRuntime",
@@ -88,6 +90,8 @@ class LocalRuntime:
         self.preloader: Preloader | None = None  # warm restarts ([build] preload)
         self.last_good = LastGood(config)  # what keeps serving when a template breaks
         self._leader: AppProcess | None = None  # the app started last
+        self.held: HeldSocket | None = None  # the app's port, held across restarts
+        self._hand_off = ""  # how the app gets it: "agent" or "listen_fds" ("": not held)
         self._tg: anyio.abc.TaskGroup | None = None  # reads the extra processes' output
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -112,6 +116,8 @@ class LocalRuntime:
                         hint="point TMPDIR at a short, writable directory",
                     ) from None
                 guardian.remove_on_exit(self.control.directory)  # also when pyair is SIGKILLed
+                stack.callback(self.release_port)
+                self._hold_port()
                 async with anyio.create_task_group() as tg:
                     self._tg = tg
                     tg.start_soon(self._remember_templates, name="templates")
@@ -124,6 +130,96 @@ class LocalRuntime:
             guardian.close(kill_tree=True)
             if self.config.misc.clean_on_exit:
                 shutil.rmtree(self.config.tmp_path, ignore_errors=True)
+
+    # -- the app's port -------------------------------------------------------------------
+
+    def _hold_port(self) -> None:
+        """Decide how the app's port stays open across restarts, and say so (see
+        :mod:`supervisor.listeners`): with the agent, LISTEN_FDS, or not at all."""
+        build = self.config.build
+        port = app_port(self.config)
+        if not build.hold_port or not port:
+            why = "hold_port = false" if port else "no app port known"
+            self.console.debug(f"app port: not held across restarts ({why})")
+            return
+        if not HeldSocket.can_see_holders():  # pragma: no cover - not Linux
+            self.console.debug("app port: not held (cannot see which process holds a socket)")
+            return
+        env = self.environment()
+        if build.listen_fds:
+            how = "listen_fds"
+        elif self._is_python(env):
+            how = "agent"
+        else:
+            name = os.path.basename(self._first_word()) or "the app"
+            self.console.runner(
+                f"port {port} closes during restarts: {name} is not a Python app "
+                "(set [build] listen_fds = true if it takes a LISTEN_FDS socket)"
+            )
+            return
+        host = command_host(self.config.app_command().display) or "127.0.0.1"
+        self._hand_off = how
+        if self._open_port(host, port):
+            said = "the app's bind() adopts it" if how == "agent" else "as LISTEN_FDS, fd 3"
+            assert self.held is not None
+            self.console.debug(f"app port: pyair holds {self.held.where} across restarts ({said})")
+
+    def _open_port(self, host: str, port: int) -> bool:
+        try:
+            self.held = HeldSocket.open(host, port)
+        except OSError as exc:
+            self.console.warning(
+                f"cannot hold port {port} across restarts ({exc.strerror or exc}); "
+                "restarts close it meanwhile"
+            )
+            self._hand_off = ""
+            return False
+        return True
+
+    def _first_word(self) -> str:
+        command = self.config.app_command()
+        if command.argv is not None:
+            return command.argv[0] if command.argv else ""
+        words = [w for w in (command.shell or "").split() if "=" not in w]
+        return words[0] if words else ""
+
+    def _is_python(self, env: Mapping[str, str]) -> bool:
+        """Whether the app runs Python with the agent in it (a shell line: its first word)."""
+        command = without_shell(self.config.app_command(), env)
+        if command.argv is None:
+            exe = shutil.which(self._first_word(), path=env.get("PATH"))
+            if exe is None:
+                return False
+            command = AppCommand(argv=(exe,), shell=None)
+        return isinstance(parse_invocation(command, env), Invocation)
+
+    @property
+    def holds_port(self) -> bool:
+        """Whether the app's port is held: a restart then needs no gap (see ``released``)."""
+        return self.held is not None
+
+    def release_port(self) -> None:
+        """Close the held port (pyair exits, or the app is gone for good: a client then
+        hears "refused" at once instead of waiting for an app that is not coming)."""
+        held, self.held = self.held, None
+        if held is not None:
+            held.close()
+            self.console.debug(f"app port: {held.where} closed")
+
+    async def released(self, app: Leader, stopped: anyio.Event) -> float:
+        """Wait until ``app``'s tree no longer holds the port (it stopped accepting: closed
+        its listener, or exited) or ``stopped`` is set; how long that took, in ms."""
+        started = time.perf_counter()
+        held = self.held
+        if held is not None:
+            token = getattr(app, "token", None)
+            pids = await anyio.to_thread.run_sync(tree_pids, token) if token else set()
+            pids.add(app.pid)
+            while not stopped.is_set() and held.holders(pids):
+                await anyio.sleep(HOLDERS_POLL_S)
+        else:
+            await stopped.wait()
+        return (time.perf_counter() - started) * 1000
 
     async def _remember_templates(self) -> None:
         kept = await anyio.to_thread.run_sync(self.last_good.remember_all, abandon_on_cancel=True)
@@ -200,17 +296,35 @@ class LocalRuntime:
         app_env = self._with_agent(env)
         token = f"{self.token}/app-{generation}"
         app: AppProcess | None = None
-        if self.preloader is not None:
-            leader = await self.preloader.start(
-                command, cwd=self.config.root, env=app_env, token=token, wait=generation > 1
+        if self._hand_off and self.held is None:  # closed when the last app was gone
+            port = app_port(self.config) or 0
+            self._open_port(command_host(self.config.app_command().display) or "127.0.0.1", port)
+        fds: tuple[int, ...] = ()
+        preloader = self.preloader
+        if self.held is not None:
+            fds = (self.held.fd,)
+            if self._hand_off == "listen_fds":
+                command = with_listen_fds(command, self.held.fd, sys.executable)
+                preloader = None  # the exec in front is not the app: start it cold
+            else:
+                overlap = self.config.build.kill_delay if self.config.build.overlap else 0
+                app_env.update(self.held.agent_env(bind_retry_ms=overlap))
+        if preloader is not None:
+            leader = await preloader.start(
+                command,
+                cwd=self.config.root,
+                env=app_env,
+                token=token,
+                wait=generation > 1,
+                pass_fds=fds,
             )
             if leader is not None:
                 app = AppProcess(leader, command, token)
-        warm = None if self.preloader is None else app is not None
+        warm = None if preloader is None else app is not None
         if app is None:
             try:
                 app = await AppProcess.start(
-                    command, cwd=self.config.root, env=app_env, token=token
+                    command, cwd=self.config.root, env=app_env, token=token, pass_fds=fds
                 )
             except OSError as exc:
                 raise PyairError(f"cannot start {command.display}: {exc}") from None

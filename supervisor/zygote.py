@@ -64,7 +64,14 @@ import anyio
 import anyio.abc
 
 from . import childside, inotify
-from .childside import CONTROL_ENV, PRELOAD_ENV, TREE_ENV, ZYGOTE_MAX_FRAME
+from .childside import (
+    BIND_RETRY_ENV,
+    CONTROL_ENV,
+    LISTEN_ENV,
+    PRELOAD_ENV,
+    TREE_ENV,
+    ZYGOTE_MAX_FRAME,
+)
 from .config import AppCommand, Config
 from .console import Console
 
@@ -89,7 +96,8 @@ BUILD_WAIT_S = 5.0  # a restart waits this long at most for a zygote being built
 MEMORY_FILE = "pyair-preload.json"  # under tmp_dir: the modules of the last run
 MEMORY_VERSION = 1
 PROJECT_FILES = ("pyproject.toml", "poetry.lock", "uv.lock", "Pipfile.lock", "requirements*.txt")
-_VOLATILE_ENV = (CONTROL_ENV, TREE_ENV)  # differ per app generation, never rebuild for them
+# differ per app generation (or per held socket), never rebuild for them
+_VOLATILE_ENV = (CONTROL_ENV, TREE_ENV, LISTEN_ENV, BIND_RETRY_ENV)
 _PYTHON_NAME = re.compile(r"(python|pypy)(\d+(\.\d+)*)?")
 _FLAGS = "bBdEIOPqRsSuv"  # CPython's option letters that take no argument and change nothing else
 
@@ -329,7 +337,7 @@ class ZygoteProcess:
         self,
         number: int,
         process: anyio.abc.Process,
-        stream: anyio.abc.SocketStream,
+        stream: anyio.abc.UNIXSocketStream,
         modules: tuple[str, ...],
         env: Mapping[str, str],
     ) -> None:
@@ -351,10 +359,14 @@ class ZygoteProcess:
         self._forks: dict[int, tuple[anyio.Event, list[dict[str, Any]]]] = {}
         self._send_lock = anyio.Lock()
 
-    async def send(self, msg: Mapping[str, Any]) -> None:
+    async def send(self, msg: Mapping[str, Any], fds: Sequence[int] = ()) -> None:
+        """One frame; ``fds`` go along with it (SCM_RIGHTS), for the zygote's next fork."""
         data = childside.encode_frame(msg, ZYGOTE_MAX_FRAME)
         async with self._send_lock:
-            await self.stream.send(data)
+            if fds:
+                await self.stream.send_fds(data, list(fds))
+            else:
+                await self.stream.send(data)
 
     async def read_loop(self) -> None:
         """Read the zygote's messages until it exits; then reap it, and poll the exits of the
@@ -424,16 +436,17 @@ class ZygoteProcess:
             if exited is not None:
                 exited.set_exited(int(msg["code"]))
 
-    async def fork(self, request: dict[str, Any]) -> WarmLeader:
+    async def fork(self, request: dict[str, Any], fds: Sequence[int] = ()) -> WarmLeader:
+        """A child forked with ``request``; ``fds`` are passed to it (the zygote keeps none)."""
         self._ids += 1
-        request = {**request, "op": "fork", "id": self._ids}
+        request = {**request, "op": "fork", "id": self._ids, "fds": len(fds)}
         event = anyio.Event()
         box: list[dict[str, Any]] = []
         self._forks[self._ids] = (event, box)
         try:
             with anyio.move_on_after(FORK_TIMEOUT_S):
                 try:
-                    await self.send(request)
+                    await self.send(request, fds)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                     raise ZygoteError(f"the zygote is gone ({exc})") from None
                 await event.wait()
@@ -694,7 +707,7 @@ class Preloader:
         self._number += 1
         number = self._number
         env = self._env()
-        zygote_env = {k: v for k, v in env.items() if k != CONTROL_ENV}
+        zygote_env = {k: v for k, v in env.items() if k not in (CONTROL_ENV, LISTEN_ENV)}
         zygote_env[TREE_ENV] = f"{self.session}/zygote-{number}/".ljust(self._width, "_")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         inv = self.invocation
@@ -803,7 +816,8 @@ class Preloader:
         with kernel:
             while True:
                 self._files_moved = anyio.Event()
-                self._retarget(kernel, watches)
+                if self._retarget(kernel, watches):
+                    await self._checked()  # an edit made before the watch was placed
                 async with anyio.create_task_group() as tg:
 
                     async def first(wait: Callable[..., Awaitable[object]], *args: Any) -> None:
@@ -815,8 +829,9 @@ class Preloader:
                 if kernel.read():
                     await self._checked()
 
-    def _retarget(self, kernel: inotify.Inotify, watches: dict[str, int]) -> None:
-        """Watch exactly the directories of the current and the unsafe zygote's files."""
+    def _retarget(self, kernel: inotify.Inotify, watches: dict[str, int]) -> bool:
+        """Watch exactly the directories of the current and the unsafe zygote's files;
+        whether any directory is newly watched."""
         wanted = {
             os.path.dirname(path)
             for zygote in (self.current, self._unsafe)
@@ -825,11 +840,14 @@ class Preloader:
         }
         for directory in set(watches) - wanted:
             kernel.rm_watch(watches.pop(directory))
+        added = False
         for directory in wanted - set(watches):
             try:
                 watches[directory] = kernel.add_watch(directory, _LIBRARY_EVENTS)
             except OSError:  # gone, or no watch left: the check before each fork still runs
                 continue
+            added = True
+        return added
 
     def _moved(self) -> None:
         """The current or the unsafe zygote changed: watch its files instead."""
@@ -890,25 +908,33 @@ class Preloader:
         env: Mapping[str, str],
         token: str,
         wait: bool = False,
+        pass_fds: Sequence[int] = (),
     ) -> WarmLeader | None:
         """The app's leader forked from the warm zygote, or None (then start it cold; -d says
         why). The caller makes it an ``AppProcess`` with ``token``, as for a cold start.
 
         ``wait``: a zygote being built is waited for (up to ``BUILD_WAIT_S``): what is left of
         its preload is less than a cold start's imports. The first start does not wait.
+        ``pass_fds``: descriptors the child gets (sent to the zygote with the request).
         """
         try:
             current = self.current
             if wait and self._building and (current is None or current.state != "ready"):
                 with anyio.move_on_after(BUILD_WAIT_S):
                     await self._built.wait()
-            return await self._start(command, cwd=cwd, env=env, token=token)
+            return await self._start(command, cwd=cwd, env=env, token=token, fds=pass_fds)
         except Exception as exc:  # never keep the app from starting
             self._give_up(exc)
             return None
 
     async def _start(
-        self, command: AppCommand, *, cwd: Path, env: Mapping[str, str], token: str
+        self,
+        command: AppCommand,
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        token: str,
+        fds: Sequence[int] = (),
     ) -> WarmLeader | None:
         started = time.perf_counter()
         zygote = self.current
@@ -928,7 +954,7 @@ class Preloader:
             "token": token,
         }
         try:
-            leader = await zygote.fork(request)
+            leader = await zygote.fork(request, fds)
         except ZygoteError as exc:
             self.console.debug(f"preload: cold start (zygote {zygote.number}: {exc})")
             return None

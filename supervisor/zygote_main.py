@@ -386,6 +386,19 @@ class ForkServer:
                 self.channel.send({"ev": "exit", "pid": pid, "code": _exit_code(status)})
 
     def _fork(self, msg: Message) -> Message | None:
+        # descriptors pyair passed with this request (the app's held listening socket)
+        count = int(msg.get("fds") or 0)
+        passed, self.channel.fds = self.channel.fds[:count], self.channel.fds[count:]
+        try:
+            return self._fork_with(msg, passed)
+        finally:
+            for fd in passed:  # the child has its own copies; the zygote holds no socket
+                try:  # noqa: SIM105 - no contextlib import in the app's interpreter for this
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def _fork_with(self, msg: Message, passed: list[int]) -> Message | None:
         for stream in (sys.stdout, sys.stderr):
             try:
                 if stream is not None:
@@ -399,6 +412,7 @@ class ForkServer:
             return None
         if pid == 0:
             try:
+                self._take_passed(msg, passed)
                 self._become_child(msg)
             except BaseException as exc:
                 try:
@@ -413,6 +427,16 @@ class ForkServer:
 
     # -- in the child ----------------------------------------------------------------------
 
+    def _take_passed(self, msg: Message, passed: list[int]) -> None:
+        """Keep the passed descriptors open in the child (under new numbers: the env says)."""
+        env = msg["env"]
+        listen = env.get(childside.LISTEN_ENV)
+        kept = [os.dup(fd) for fd in passed]  # the parent's numbers are closed on the way out
+        for fd in kept:
+            os.set_inheritable(fd, True)
+        if listen and kept:
+            env[childside.LISTEN_ENV] = childside.with_listen_fd(listen, kept[0])
+
     def _become_child(self, msg: Message) -> None:
         token = str(msg["token"])
         mark_tree(self.tree_value, token)
@@ -426,7 +450,8 @@ class ForkServer:
                     signal.signal(signum, handler)
             except (OSError, ValueError, TypeError):
                 continue
-        for fd in (self.channel.fd, self.wake_r, self.wake_w):
+        self.channel.release()
+        for fd in (self.wake_r, self.wake_w):
             try:  # noqa: SIM105 - no contextlib import in the app's interpreter for this
                 os.close(fd)
             except OSError:
@@ -590,7 +615,7 @@ def main(argv: Sequence[str]) -> None:
     fd, parent = int(argv[1]), int(argv[2])
     os.set_inheritable(fd, False)
     _die_with_parent(parent)
-    channel = childside.FrameChannel(fd, childside.ZYGOTE_MAX_FRAME)
+    channel = childside.FrameChannel(fd, childside.ZYGOTE_MAX_FRAME, takes_fds=True)
     msg = channel.receive()
     if msg is None:  # pyair went away before saying anything
         return

@@ -142,6 +142,8 @@ class FakeApp:
         self.generation = generation
         self.returncode: int | None = None
         self.stopped = False
+        self.asked_to_stop = anyio.Event()  # it stops accepting the moment it is asked
+        self.drain: anyio.Event | None = None  # set: stop() finishes only when it is set
         self._exited = anyio.Event()
 
     def exit(self, code: int) -> None:
@@ -154,6 +156,9 @@ class FakeApp:
         return self.returncode
 
     async def stop(self, *, interrupt: bool, kill_delay_ms: int) -> StopReport:
+        self.asked_to_stop.set()
+        if self.drain is not None:
+            await self.drain.wait()
         self.stopped = True
         if self.returncode is None:
             self.exit(-15)
@@ -183,6 +188,16 @@ class FakeRuntime:
     swapped: list[tuple[str, ...]] = field(default_factory=list)
     release: anyio.Event = field(default_factory=anyio.Event)  # lets held steps finish
     agent_pid: int | None = None
+    holds_port: bool = False
+    port_releases: int = 0
+    drain_next: bool = False  # the next app started drains until the test sets its .drain
+
+    async def released(self, app: FakeApp, stopped: anyio.Event) -> float:
+        await app.asked_to_stop.wait()
+        return 1.0
+
+    def release_port(self) -> None:
+        self.port_releases += 1
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -210,6 +225,8 @@ class FakeRuntime:
 
     async def start_app(self, env: object, generation: int) -> tuple[FakeApp, bool | None]:
         app = FakeApp(1000 + generation, generation)
+        if self.drain_next:
+            app.drain = anyio.Event()
         self.apps.append(app)
         self.agent_pid = app.pid
         self.ticks.note()
@@ -277,8 +294,11 @@ def make_config(**build: Any) -> Config:
 
 
 @asynccontextmanager
-async def supervised(config: Config, *steps: Outcome) -> AsyncIterator[Supervised]:
-    """The engine running with scripted changes and a fake runtime, its first app started."""
+async def supervised(
+    config: Config, *steps: Outcome, holds_port: bool = False
+) -> AsyncIterator[Supervised]:
+    """The engine running with scripted changes and a fake runtime, its first app started;
+    ``holds_port``: the runtime holds the app's listening socket across restarts."""
     ticks = Ticks()
     events: list[Event] = []
 
@@ -288,7 +308,7 @@ async def supervised(config: Config, *steps: Outcome) -> AsyncIterator[Supervise
 
     out = io.StringIO()
     changes = ScriptedChanges()
-    runtime = FakeRuntime(ticks, steps=deque(steps))
+    runtime = FakeRuntime(ticks, steps=deque(steps), holds_port=holds_port)
     engine = Engine(
         config, Console(stream=out), changes=changes, runtime=runtime, observers=[observe]
     )
@@ -462,6 +482,49 @@ async def test_an_app_that_exits_waits_for_a_change() -> None:
         assert "app exited with code 3; waiting for a change" in run.out.getvalue()
         await run.changes.deliver("app.py")
         await run.until(lambda: len(run.apps) == 2, "the restart after a change")
+
+
+# --------------------------------------------------------------------------- the held port
+
+
+async def test_with_the_port_held_the_new_app_starts_while_the_old_one_drains() -> None:
+    async with supervised(make_config(), holds_port=True) as run:
+        old = run.apps[0]
+        old.drain = anyio.Event()
+        await run.changes.deliver("app.py")
+        await run.until(lambda: len(run.apps) == 2, "the new app, the old one still draining")
+        assert old.asked_to_stop.is_set() and not old.stopped and old.returncode is None
+        old.drain.set()
+        await run.settled()
+        assert old.stopped and old.returncode is not None
+        assert run.engine.app is run.apps[1] and not run.apps[1].stopped
+        assert run.runtime.port_releases == 0  # its exit was the restart's, not a crash
+
+
+@pytest.mark.parametrize(
+    ("overlap", "holds_port"), [(False, True), (True, False)], ids=["overlap-off", "not-held"]
+)
+async def test_the_new_app_starts_after_the_old_one_is_gone(
+    overlap: bool, holds_port: bool
+) -> None:
+    async with supervised(make_config(overlap=overlap), holds_port=holds_port) as run:
+        old = run.apps[0]
+        old.drain = anyio.Event()
+        await run.changes.deliver("app.py")
+        await run.until(lambda: old.asked_to_stop.is_set(), "the old app asked to stop")
+        await run.settled()
+        assert len(run.apps) == 1
+        old.drain.set()
+        await run.until(lambda: len(run.apps) == 2, "the new app once the old one is gone")
+        assert old.stopped
+
+
+async def test_an_app_that_crashes_lets_go_of_the_port() -> None:
+    async with supervised(make_config(), holds_port=True) as run:
+        run.apps[0].exit(1)
+        await run.until(lambda: run.runtime.port_releases == 1, "the port let go")
+        await run.changes.deliver("app.py")
+        await run.until(lambda: len(run.apps) == 2, "the next app")
 
 
 async def test_a_change_source_that_cannot_start_is_one_error() -> None:

@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("smoke", "init"),  # subcommands
     ("engine",),  # routing and the state machine
     ("runtime", "companions"),  # the engine's effects; the rules' and processes' own state
-    ("zygote", "watcher", "process", "control", "proxy", "readiness", "sources"),  # services
+    ("zygote", "watcher", "process", "control", "proxy", "readiness", "sources", "listeners"),
     ("classify", "events", "inotify"),  # inotify: the kernel binding the watchers share
     ("console",),
     ("config",),

@@ -36,6 +36,9 @@ agent puts it in the cache of an environment that has not loaded that template y
 first rendered after the error still serves the old HTML. Templates outside the root (those of
 libraries) are left to the framework.
 
+When pyair holds the app's port across restarts (``PYAIR_LISTEN``), the app's own ``bind()`` of
+that port adopts pyair's socket as the ``socket`` module is imported (``_sockets``).
+
 Framework reloaders (Werkzeug's ``run_simple(use_reloader=True)``, so ``flask run --debug``
 and ``app.run(debug=True)``; Django's ``runserver`` without ``--noreload``; uvicorn's
 ``--reload``) are switched off as they are imported: the server runs in this process, so
@@ -72,6 +75,7 @@ import sys
 from ..childside import (
     AGENT_DEBUG_ENV,
     CONTROL_ENV,
+    LISTEN_ENV,
     PRELOAD_ENV,
     ROOT_ENV,
     TEMPLATE_EXT_ENV,
@@ -235,10 +239,22 @@ def _on_reloader(module: "ModuleType") -> None:
     _reloaders.switch_off(module)
 
 
+def _on_socket(module: "ModuleType") -> None:
+    from . import _sockets
+
+    _sockets.install(module)
+
+
 def _on_uvicorn_server(module: "ModuleType") -> None:
     from . import _servers
 
     _servers.stop_quickly(module)
+
+
+def _on_uvicorn_http(module: "ModuleType") -> None:
+    from . import _servers
+
+    _servers.answer_fresh_connections(module)
 
 
 _HOOKS: "dict[str, Callable[[ModuleType], None]]" = {
@@ -249,6 +265,8 @@ _HOOKS: "dict[str, Callable[[ModuleType], None]]" = {
     "django.utils.autoreload": _on_reloader,
     "uvicorn.config": _on_reloader,
     "uvicorn.server": _on_uvicorn_server,
+    "uvicorn.protocols.http.h11_impl": _on_uvicorn_http,
+    "uvicorn.protocols.http.httptools_impl": _on_uvicorn_http,
 }
 
 
@@ -325,6 +343,8 @@ def start(control_path: str | None = None) -> bool:
     if root:
         exts = os.environ.get(TEMPLATE_EXT_ENV, "").lower().split(",")
         _project = (os.path.realpath(root), frozenset(ext for ext in exts if ext))
+    if os.environ.get(LISTEN_ENV):  # pyair holds the app's port: its bind() adopts it
+        _HOOKS["socket"] = _on_socket
     install_hooks()
     if _engines:  # something registered before start
         _engine_found(_engines[0])

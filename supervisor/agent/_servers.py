@@ -5,7 +5,8 @@ of it in fixed pauses: its main loop looks at the signal every 100 ms, then its 
 100 ms for connections to finish, whether there are any or not. Under pyair those pauses end
 early: the main loop wakes at the signal, and once stopping, each pause lasts only while a
 connection or a task is still open (up to the same 100 ms). The app's lifespan shutdown still
-runs, and requests in flight still finish.
+runs, and requests in flight still finish; so does a request that had just arrived
+(:func:`answer_fresh_connections`).
 
 How: ``uvicorn.server`` reaches asyncio through its module global ``asyncio``; that becomes
 :class:`_Pauses`, which passes everything through to asyncio but ``sleep``, and
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 STEP_S = 0.005  # while stopping: how often a pause looks whether anything is still open
+FRESH_GRACE_S = 0.05  # at shutdown: how long a connection without a request may send one
 
 
 class _Pauses:
@@ -88,3 +90,30 @@ def stop_quickly(module: ModuleType) -> None:
 
     module.asyncio = pauses  # type: ignore[attr-defined]
     cls.handle_exit = on_signal
+
+
+def answer_fresh_connections(module: ModuleType) -> None:
+    """Patch an ``uvicorn.protocols.http`` module: at shutdown, a connection that has no
+    request yet gets ``FRESH_GRACE_S`` to send one, and is answered, not closed unread.
+
+    uvicorn closes such a connection at once; one accepted a moment before the stop signal
+    usually has its request already in the socket's buffer, and closing it unread resets it.
+    With pyair holding the port, the next app is starting meanwhile: the old one can afford it.
+    """
+    for name in ("H11Protocol", "HttpToolsProtocol"):
+        cls = getattr(module, name, None)
+        shutdown = getattr(cls, "shutdown", None)
+        if cls is None or shutdown is None or getattr(shutdown, "_pyair", False):
+            continue
+
+        def graceful(self: Any, _shutdown: Any = shutdown) -> None:
+            if getattr(self, "cycle", True) is None and not getattr(self, "_pyair_grace", False):
+                self._pyair_grace = True
+                loop = getattr(self, "loop", None)
+                if loop is not None:
+                    loop.call_later(FRESH_GRACE_S, graceful, self)
+                    return
+            _shutdown(self)
+
+        graceful._pyair = True  # type: ignore[attr-defined]
+        cls.shutdown = graceful

@@ -201,6 +201,13 @@ class BuildConfig:
     # "auto" (restarts fork a warm interpreter that imported what the last app did), or the
     # modules to preload; () when off (preload = false). See supervisor/zygote.py.
     preload: str | tuple[str, ...] = preload("auto")
+    # The app's port stays open across restarts: pyair holds the listening socket and the app's
+    # own bind() adopts it (Python apps); listen_fds hands it to any other program the systemd
+    # way; overlap starts the new app once the old one stopped accepting, while it drains.
+    # See supervisor/listeners.py.
+    hold_port: bool = boolean(True)
+    listen_fds: bool = boolean(False)
+    overlap: bool = boolean(True)
     # air's [[build.rules]]: commands run on matching files, which never restart the app
     rules: tuple[RuleConfig, ...] = tables(RuleConfig)
 
