@@ -109,6 +109,29 @@ class HeldSocket:
         return found
 
     @staticmethod
+    def family(pid: int) -> set[int]:
+        """``pid`` and its descendants, from ``/proc/PID/task/*/children`` (a few reads, not
+        a scan of every process: this is on the way to the next app's start)."""
+        found: set[int] = set()
+        todo = [pid]
+        while todo:
+            current = todo.pop()
+            if current in found:
+                continue
+            found.add(current)
+            try:
+                tasks = os.listdir(f"/proc/{current}/task")
+            except OSError:
+                continue
+            for task in tasks:
+                try:
+                    with open(f"/proc/{current}/task/{task}/children") as children:
+                        todo.extend(int(child) for child in children.read().split())
+                except (OSError, ValueError):
+                    continue
+        return found
+
+    @staticmethod
     def can_see_holders() -> bool:
         """Whether :meth:`holders` works here (``/proc``); else the old app must exit first."""
         return os.path.isdir(f"/proc/{os.getpid()}/fd")

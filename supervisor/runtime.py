@@ -58,7 +58,6 @@ from .process import (
     pump_lines,
     raise_open_file_limit,
     run_step,
-    tree_pids,
 )
 from .readiness import NotReady, Ready, app_port, command_host, probe_target, wait_ready
 from .sources import LastGood
@@ -212,9 +211,7 @@ class LocalRuntime:
         started = time.perf_counter()
         held = self.held
         if held is not None:
-            token = getattr(app, "token", None)
-            pids = await anyio.to_thread.run_sync(tree_pids, token) if token else set()
-            pids.add(app.pid)
+            pids = held.family(app.pid)
             while not stopped.is_set() and held.holders(pids):
                 await anyio.sleep(HOLDERS_POLL_S)
         else:
