@@ -17,7 +17,8 @@ on one line never import each other (``tests/test_layers.py`` holds it):
   process tree, stopping it whole, the orphan guardian), ``control`` (the private control
   socket to the agent), ``proxy/`` (+ ``static/``: the live-reload reverse proxy and its
   browser client), ``readiness`` (when a started app is up, and where its port is),
-  ``sources`` (the project's files; the last good text of its templates).
+  ``sources`` (the project's files; the last good text of its templates), ``listeners``
+  (the app's listening socket, held across restarts, and who still holds it).
 - ``classify`` (batch → plan) and ``events``; ``console``: all output (the only rich user);
   ``config/``: ``.air.toml`` and flags (a package: its docstring maps it); ``errors``: one-line
   errors.
