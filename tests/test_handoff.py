@@ -124,7 +124,8 @@ def restarts_under_fire(run: PyairRun, port: int, source: Path, restarts: int) -
                 timeout=20,
                 message=f"version {version} served",
             )
-        time.sleep(0.2)  # a few answers more from the last app: the client saw no gap either
+        answered = len(hammer.answers)  # a few answers more from the last app: still no gap
+        wait_until(lambda: len(hammer.answers) >= answered + 10, message="more answers")
     return hammer
 
 
