@@ -17,8 +17,9 @@ Around it:
   would die with its requests in flight, and their clients would be reset. The agent stops
   such an app the way uvicorn stops: on SIGTERM the adopted listener's number is made to name
   an idle socket nobody connects to (the server stops accepting; its ``select``/``poll`` loop
-  never sees it ready), the connections it accepted finish, then it exits as SIGTERM would
-  have made it (status 143). pyair's ``kill_delay`` still bounds it.
+  never sees it ready), the connections it accepted finish (for up to 250 ms: an idle
+  kept-alive one waits for a request that is not coming), then it exits as SIGTERM would
+  have made it (status 143).
 - With ``PYAIR_BIND_RETRY_MS`` (the new app starts while the old one drains), a bind of another
   port that is busy is retried for that long before it fails: the old app may still hold it.
 
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 RETRY_PAUSE_S = 0.005
+# A development server answers what it accepted well within this; a kept-alive connection that
+# waits for a next request (a browser's) would otherwise hold the exit until pyair's SIGKILL.
+ANSWER_WITHIN_S = 0.25
 
 _held_fd = -1  # the inherited copy, until the app adopts it
 _held_host = ""
@@ -214,11 +218,14 @@ def _stop_accepting(sock: "socket_module.socket") -> None:
 
 
 def _exit_when_answered() -> None:
-    """Once the connections accepted from the held socket are closed: exit as SIGTERM's
-    default would (no clean-up runs; pyair's kill_delay bounds the wait)."""
+    """Once the connections accepted from the held socket are closed (or ANSWER_WITHIN_S
+    passed): exit as SIGTERM's default would (no clean-up runs)."""
     import signal
 
-    while any(connection.fileno() >= 0 for connection in list(_accepted)):
+    deadline = time.monotonic() + ANSWER_WITHIN_S
+    while time.monotonic() < deadline and any(
+        connection.fileno() >= 0 for connection in list(_accepted)
+    ):
         time.sleep(RETRY_PAUSE_S)
     os._exit(128 + signal.SIGTERM)
 

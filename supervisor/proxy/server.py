@@ -171,7 +171,7 @@ class Proxy:
             else:
                 self.hub.broadcast(sse("reload", {}))
         elif isinstance(event, Stopping):
-            self.pool.release()
+            self.pool.stopping()
             self.hub.close_all()  # the tabs reconnect to the next pyair and reload once
 
     def _set_error(self, error: dict[str, Any]) -> None:

@@ -109,6 +109,16 @@ class UpstreamPool:
         self.down = None
         if self._up is not None and self._up.is_set():
             self._up = anyio.Event()
+        self.drop_idle()
+
+    def stopping(self) -> None:
+        """pyair stops: waiting requests go on, no connection is kept for the app."""
+        self.release()
+        self.epoch += 1  # the ones in use now are closed after their answer
+        self.drop_idle()
+
+    def drop_idle(self) -> None:
+        """Close the kept-alive and the spare app connections."""
         # idle connections to the old app would only make its shutdown wait for them
         stale = [*self._idle, *([self._spare] if self._spare else [])]
         self._idle.clear()
