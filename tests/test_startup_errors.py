@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from support import free_port, pyair_command, pyair_env, wait_until
 
-APP = "open('STARTED', 'w').close()\nimport time\ntime.sleep(60)\n"
+APP = "open('STARTED', 'w').close()\nimport signal\nsignal.pause()  # up until stopped\n"
 CONFIG = """
 [build]
 full_bin = "python app.py"
