@@ -91,6 +91,7 @@ class LocalRuntime:
         self._leader: AppProcess | None = None  # the app started last
         self.held: HeldSocket | None = None  # the app's port, held across restarts
         self._hand_off = ""  # how the app gets it: "agent" or "listen_fds" ("": not held)
+        self._hold_at: tuple[str, int] = ("", 0)  # (host, port) held, decided once at start
         self._tg: anyio.abc.TaskGroup | None = None  # reads the extra processes' output
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -156,14 +157,15 @@ class LocalRuntime:
                 "(set [build] listen_fds = true if it takes a LISTEN_FDS socket)"
             )
             return
-        host = command_host(self.config.app_command().display) or "127.0.0.1"
+        self._hold_at = (command_host(self.config.app_command().display) or "127.0.0.1", port)
         self._hand_off = how
-        if self._open_port(host, port):
+        if self._open_port():
             said = "the app's bind() adopts it" if how == "agent" else "as LISTEN_FDS, fd 3"
             assert self.held is not None
             self.console.debug(f"app port: pyair holds {self.held.where} across restarts ({said})")
 
-    def _open_port(self, host: str, port: int) -> bool:
+    def _open_port(self) -> bool:
+        host, port = self._hold_at
         try:
             self.held = HeldSocket.open(host, port)
         except OSError as exc:
@@ -294,8 +296,7 @@ class LocalRuntime:
         token = f"{self.token}/app-{generation}"
         app: AppProcess | None = None
         if self._hand_off and self.held is None:  # closed when the last app was gone
-            port = app_port(self.config) or 0
-            self._open_port(command_host(self.config.app_command().display) or "127.0.0.1", port)
+            self._open_port()
         fds: tuple[int, ...] = ()
         preloader = self.preloader
         if self.held is not None:
