@@ -26,11 +26,17 @@ class Handler(BaseHTTPRequestHandler):
 
 server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
 server.daemon_threads = True
-stopping = threading.Event()
-signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+# SIGTERM wakes the main thread through a pipe the C-level handler writes to, whichever
+# thread the kernel gave the signal to. A Python handler alone (say, Event.set()) runs only
+# once the main thread wakes by itself: a request thread starting at the wrong moment takes
+# the signal and the main thread sleeps on, serving, until pyair kills it.
+wake_read, wake_write = os.pipe()
+os.set_blocking(wake_write, False)
+signal.set_wakeup_fd(wake_write)
+signal.signal(signal.SIGTERM, lambda signum, frame: None)
 threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
 print(f"serving on {PORT}", flush=True)
-stopping.wait()
+os.read(wake_read, 1)  # until a signal
 server.shutdown()  # no more accept()
 server.server_close()  # the listener is closed: a plain restart refuses from here on
 time.sleep(DRAIN_S)  # requests in flight finish
