@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _UNSAFE_FD_KINDS = ("socket:", "pipe:", "anon_inode:")
+_PYAIR_DIR = os.path.dirname(os.path.realpath(__file__))  # pyair's package
 
 
 def _load_childside() -> ModuleType:
@@ -199,6 +200,8 @@ def unsafe_state(own_fds: Iterable[int], root: str, prefixes: Sequence[str]) -> 
             return f"a preloaded module left fd {fd} open ({target})"
     for name, module in list(sys.modules.items()):
         where = childside.module_location(module)
+        if where and childside.is_under(os.path.realpath(where), _PYAIR_DIR):
+            continue  # pyair's agent, preloaded: the project may hold pyair (its own demo)
         if where and childside.is_project_file(where, root, prefixes):
             return f"the project's module {name} was imported"
     return None
@@ -296,6 +299,8 @@ class ForkServer:
 
         guard = _ProjectGuard(self.root, self.prefixes)
         imported, failed, unsafe = preload(msg.get("modules") or (), guard)
+        if unsafe is None and self._agent_wanted(dict(os.environ)):
+            _preload_agent(self.bootstrap)
         if unsafe is None:
             unsafe = unsafe_state((self.channel.fd,), self.root, self.prefixes)
         files = watched_files(self.root, self.prefixes)
@@ -551,14 +556,32 @@ def set_cmdline(argv: Sequence[str]) -> bool:
         return False
 
 
+_BOOTSTRAP = "_pyair_bootstrap"  # the bootstrap's sitecustomize, loaded by path under this name
+
+
+def _bootstrap(bootstrap: str) -> ModuleType:
+    module = sys.modules.get(_BOOTSTRAP)
+    if module is None:
+        module = childside.load_source(_BOOTSTRAP, os.path.join(bootstrap, "sitecustomize.py"))
+    return module
+
+
+def _preload_agent(bootstrap: str) -> None:
+    """Load pyair's agent without arming it (it stays quiet in the zygote): a forked app then
+    only arms it, instead of compiling it again in every app (~20 ms where no bytecode cache
+    can be written). A failure only leaves that work to the app."""
+    try:
+        _bootstrap(bootstrap)._preload_agent(bootstrap, childside)
+    except Exception as exc:
+        sys.stderr.write(f"pyair zygote: agent not preloaded ({type(exc).__name__}: {exc})\n")
+
+
 def _start_agent(bootstrap: str) -> None:
     """What the bootstrap's sitecustomize does when PYAIR_CONTROL is set (the zygote had none
-    when site ran): load pyair's agent and arm it. The agent catches up on template engines
-    that are already imported."""
+    when site ran): load pyair's agent (loaded already when the zygote preloaded it) and arm
+    it. The agent catches up on template engines that are already imported."""
     try:
-        path = os.path.join(bootstrap, "sitecustomize.py")
-        module = childside.load_source("_pyair_bootstrap", path)
-        module._start_agent(bootstrap, childside)
+        _bootstrap(bootstrap)._start_agent(bootstrap, childside)
     except Exception as exc:
         sys.stderr.write(f"pyair agent: disabled ({type(exc).__name__}: {exc})\n")
 

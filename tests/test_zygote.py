@@ -122,9 +122,11 @@ def test_flask_restarts_warm_with_new_code_and_fresh_random(tmp_path: Path) -> N
         assert run.count(WARM) == 2, run.log()
     first, *later = starts(app)
     assert first["pid"] == cold_pid and first["before"] == {"flask": False, "helper": False}
+    assert first["agent"] == "supervisor"
     assert len(later) == 2
     for record in later:
         assert record["before"] == {"flask": True, "helper": False}  # flask not re-imported
+        assert record["agent"] == "_pyair_supervisor"  # the zygote loaded it: not compiled again
         assert record["main"] == "__main__" and record["argv0"] == "app.py"
         assert record["modules"] > first["modules"] + 100  # the libraries came preloaded
     pids = {first["pid"], *(record["pid"] for record in later)}

@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover - other interpreters
     from importlib.util import module_from_spec
 
 CHILDSIDE = "_pyair_childside"  # pyair's child-side module, loaded from its file by this name
+PRIVATE_PACKAGE = "_pyair_supervisor"  # pyair's package where "supervisor" may be another's
 
 
 def load_childside(pkg_dir: str) -> "ModuleType":
@@ -41,11 +42,40 @@ def load_childside(pkg_dir: str) -> "ModuleType":
     return module
 
 
+# What arming the agent imports of it anyway (an engine's module only once that engine is
+# loaded): a zygote loads them before it forks, so an app it forks only arms the agent.
+_ARMED_WITH = ("_runtime", "_reloaders", "_servers", "_sockets", "_preload")
+_ENGINE_MODULES = (("jinja2", "_jinja"), ("django", "_django"), ("mako", "_mako"))
+
+
 def _start_agent(here: str, childside: "ModuleType") -> None:
+    _load_agent(here, childside).start()
+
+
+def _preload_agent(here: str, childside: "ModuleType") -> None:
+    """The agent loaded and not armed: what a zygote does before it forks the app."""
+    agent = _load_agent(here, childside, private=True)
+    package = agent.__name__.rpartition(".")[0]
+    names = [f"{agent.__name__}.{name}" for name in _ARMED_WITH]
+    names += [
+        f"{agent.__name__}.{ours}" for engine, ours in _ENGINE_MODULES if engine in sys.modules
+    ]
+    for name in [f"{package}.protocol", *names]:
+        __import__(name)
+
+
+def _load_agent(here: str, childside: "ModuleType", *, private: bool = False) -> "ModuleType":
+    """pyair's package and its agent, loaded (not armed). ``private``: under the alias, as a
+    zygote loads it (it cannot tell yet whether the app has a ``supervisor`` of its own)."""
+    preloaded = sys.modules.get(PRIVATE_PACKAGE + ".agent")
+    if preloaded is not None:  # the zygote that forked this app loaded it
+        return preloaded
     pkg_dir = os.path.dirname(os.path.dirname(here))  # .../supervisor
     init = os.path.join(pkg_dir, "__init__.py")
     name = "supervisor"
-    if name in sys.modules:
+    if private:
+        ours = False
+    elif name in sys.modules:
         ours = _same_file(getattr(sys.modules[name], "__file__", None) or "", init)
     else:
         spec = PathFinder.find_spec(name)
@@ -53,7 +83,7 @@ def _start_agent(here: str, childside: "ModuleType") -> None:
         if ours:  # loaded once, from here: the import system need not search for it again
             childside.load_source(name, init, pkg_dir)
     if not ours:
-        name = "_pyair_supervisor"  # "supervisor" is someone else's (supervisord, another pyair)
+        name = PRIVATE_PACKAGE  # "supervisor" is someone else's (supervisord, another pyair)
         if name not in sys.modules:
             childside.load_source(name, init, pkg_dir)
     if name + ".childside" not in sys.modules:  # one copy of it in the app: this one
@@ -64,7 +94,7 @@ def _start_agent(here: str, childside: "ModuleType") -> None:
         agent = childside.load_source(
             name + ".agent", os.path.join(agent_dir, "__init__.py"), agent_dir
         )
-    agent.start()
+    return agent
 
 
 def _same_file(a: str, b: str) -> bool:

@@ -2,7 +2,8 @@
 
 starts.jsonl gets one line per start: the pid, whether flask and the app's own helper module
 were in sys.modules before this file imported them (warm: flask yes, helper never), how many
-modules were loaded at the first line, and a random number.
+modules were loaded at the first line, a random number, and under which name pyair's agent
+was loaded.
 """
 
 import json
@@ -11,6 +12,9 @@ import random
 import sys
 
 BEFORE = {"flask": "flask" in sys.modules, "helper": "helper" in sys.modules}
+# Where pyair's agent was loaded: a cold start loads it as "supervisor", a zygote under its
+# private name before it forks (then the app only arms it).
+AGENT = next((n for n in ("supervisor", "_pyair_supervisor") if n + ".agent" in sys.modules), "")
 MODULES_AT_START = len(sys.modules)
 
 import helper  # noqa: E402
@@ -34,6 +38,7 @@ with open("starts.jsonl", "a") as out:
         "random": random.random(),
         "main": __name__,
         "argv0": sys.argv[0],
+        "agent": AGENT,
     }
     out.write(json.dumps(record) + "\n")
 
