@@ -15,6 +15,9 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -22,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 import pytest
-from support import APPS, PyairRun, free_port, http_get, wait_until
+from support import APPS, REPO, PyairRun, free_port, http_get, wait_until
 
 BIN = Path(sys.executable).parent
 RESTARTS = 15
@@ -169,6 +172,51 @@ def test_without_hold_port_the_same_restarts_refuse_connections(tmp_path: Path) 
     with PyairRun(project, config) as run:
         hammer = restarts_under_fire(run, port, project / "drain.py", 3)
     assert any("ConnectionRefused" in failure for failure in hammer.failures)
+
+
+def process_state(pid: int) -> str:
+    """The state letter of ``pid`` in /proc (T: stopped), "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def test_uvicorn_answers_a_request_that_came_with_its_stop_signal(tmp_path: Path) -> None:
+    """A request waiting in the backlog when SIGTERM arrives (uvicorn frozen meanwhile) is
+    answered by the stopping app, not reset."""
+    project = project_with(tmp_path, "asgi.py")
+    port = free_port()
+    line = f"{BIN}/uvicorn asgi:app --port {port}"
+    with PyairRun(project, config_for(line, port), "-d") as run:
+        pid = int(run.wait_for_log(r"pid (\d+) answered 200", timeout=30))
+        os.kill(pid, signal.SIGSTOP)
+        wait_until(lambda: process_state(pid) == "T", message="uvicorn stopped")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)
+            answer = b""
+            while chunk := client.recv(4096):  # reset here, before the fix
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 "), answer
+        assert answer.endswith(f"0 {pid}\n".encode())
+        run.wait_for_log(r"app exited with code -15", timeout=10)  # uvicorn re-raises SIGTERM
+
+
+def test_uvicorn_tells_a_connection_registered_after_its_stop_signal(tmp_path: Path) -> None:
+    """One accepted in the same loop turn as the signal registers after uvicorn told the others
+    to finish: the agent's pauses tell it too, so it is answered and closed (uvicorn alone kept
+    it alive, and the exit that followed reset it: 1 in ~50 restarts under a 0.5 ms poll)."""
+    script = APPS / "handoff" / "late_connection.py"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=30, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["answer"].startswith("HTTP/1.1 200 ") and "late but answered" in seen["answer"]
+    assert seen["closed"], "the late connection was kept alive"
 
 
 def listener_inode(port: int) -> int | None:

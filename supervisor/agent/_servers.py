@@ -63,7 +63,13 @@ class _Pauses:
             return result
         loop = asyncio.get_running_loop()
         deadline = loop.time() + delay
-        while _busy(server) and loop.time() < deadline:
+        # A connection accepted just before the stop is registered a few loop turns later,
+        # after uvicorn told the others to finish: wait for it, and tell it too.
+        await asyncio.sleep(STEP_S)
+        while loop.time() < deadline:
+            _tell_late_connections(server)
+            if not _busy(server):
+                break
             await asyncio.sleep(STEP_S)
         return await asyncio.sleep(0, result)
 
@@ -71,6 +77,14 @@ class _Pauses:
 def _busy(server: Any) -> bool:
     state = getattr(server, "server_state", None)
     return bool(getattr(state, "connections", None) or getattr(state, "tasks", None))
+
+
+def _tell_late_connections(server: Any) -> None:
+    """``shutdown()`` the connections uvicorn has not told (it tells each one once)."""
+    state = getattr(server, "server_state", None)
+    for connection in list(getattr(state, "connections", None) or ()):
+        if not getattr(connection, "_pyair_told", True):  # a protocol patched below
+            connection.shutdown()
 
 
 def stop_quickly(module: ModuleType) -> None:
@@ -99,6 +113,9 @@ def answer_fresh_connections(module: ModuleType) -> None:
     uvicorn closes such a connection at once; one accepted a moment before the stop signal
     usually has its request already in the socket's buffer, and closing it unread resets it.
     With pyair holding the port, the next app is starting meanwhile: the old one can afford it.
+    A connection registered only after uvicorn told the others (accepted in the same loop turn
+    as the signal) is told by the pauses of :class:`_Pauses`; uvicorn itself would serve it
+    with keep-alive on, and an idle browser connection would then hold the exit.
     """
     for name in ("H11Protocol", "HttpToolsProtocol"):
         cls = getattr(module, name, None)
@@ -107,13 +124,15 @@ def answer_fresh_connections(module: ModuleType) -> None:
             continue
 
         def graceful(self: Any, _shutdown: Any = shutdown) -> None:
-            if getattr(self, "cycle", True) is None and not getattr(self, "_pyair_grace", False):
-                self._pyair_grace = True
-                loop = getattr(self, "loop", None)
-                if loop is not None:
-                    loop.call_later(FRESH_GRACE_S, graceful, self)
-                    return
+            if getattr(self, "_pyair_told", False):
+                return  # told once already (by uvicorn, or late, by the pauses)
+            self._pyair_told = True
+            loop = getattr(self, "loop", None)
+            if getattr(self, "cycle", True) is None and loop is not None:
+                loop.call_later(FRESH_GRACE_S, _shutdown, self)
+                return
             _shutdown(self)
 
         graceful._pyair = True  # type: ignore[attr-defined]
         cls.shutdown = graceful
+        cls._pyair_told = False
