@@ -8,8 +8,9 @@ with ``Cache-Control: public, max-age=3600`` (as Flask's SEND_FILE_MAX_AGE_DEFAU
 or an nginx config would). pyair runs it with the proxy in front. Each round rewrites script 0
 with a new version, then:
 
-1. through the proxy: pyair's reload event reloads the tab; the unchanged scripts come back
-   304 from the proxy, the changed one 200;
+1. through the proxy: on pyair's reload event the tab fetches the changed script's new URL,
+   then reloads; the page names every script's version, so all 50 come from the cache (the
+   fetch before the reload, a few ms, is outside the timed window: the window is the reload);
 2. straight to the app, the same page in another browser context, reloaded by hand;
 3. straight to a copy of the app that revalidates by itself (``no-cache``, its own
    ETag, 304s: what a dev server such as Vite does), for scale.

@@ -417,7 +417,8 @@ async def test_a_page_names_versions_of_what_the_app_served_and_nothing_else(
 <script src="/__pyair/client.js?v=1"></script></head>
 <body><img alt="x" src=/static/logo.svg><img src="data:image/png;base64,AA==">
 <script src="page.js"></script><script src="/static/unseen.js"></script></body>"""
-    out = (await table.version_page(page, b"/static/docs/index.html?q=1")).decode()
+    first = await table.version_page(page, b"/static/docs/index.html?q=1")
+    out = first.body.decode()
     assert f'<link rel="stylesheet" href="/static/site.css?{v("3")}">' in out
     assert '<link rel=canonical href="/static/site.css">' in out  # not a resource it loads
     assert f"<link rel=\"icon\" href='/static/logo.svg?{v('4')}'>" in out
@@ -430,8 +431,28 @@ async def test_a_page_names_versions_of_what_the_app_served_and_nothing_else(
     assert f'<script src="page.js?{v("5")}">' in out  # relative to the page
     assert '<script src="/static/unseen.js">' in out  # never a guess from its name
     (tmp_path / "static" / "app.js").write_text("1 edited")
-    edited = (await table.version_page(page, b"/")).decode()
-    assert f"app.js?x=1&amp;y=2&amp;{v('1 edited')}" in edited  # the route stays, a new version
+    assert first.preload == []  # nothing named before: nothing known to be stale
+    edited = await table.version_page(page, b"/")
+    assert f"app.js?x=1&amp;y=2&amp;{v('1 edited')}" in edited.body.decode()  # a new version
+    # the changed file, fetched as soon as the headers arrive (as written, unescaped)
+    assert edited.preload == [
+        f"</static/app.js?x=1&y=2&{v('1 edited')}>; rel=preload; as=script".encode()
+    ]
+    assert (await table.version_page(page, b"/")).preload == []  # named once: not again
+    (tmp_path / "static" / "site.css").write_text("3 edited")
+    (tmp_path / "static" / "logo.svg").write_text("4 edited")
+    preload = (await table.version_page(page, b"/")).preload
+    assert preload == [  # the stylesheet and the image; the icon is no preload's to fetch
+        f"</static/site.css?{v('3 edited')}>; rel=preload; as=style".encode(),
+        f"</static/logo.svg?{v('4 edited')}>; rel=preload; as=image".encode(),
+    ]
+    # what a tab fetches before it reloads: the changed files, as the pages will name them
+    assert table.fresh_urls([str(tmp_path / "static" / "app.js")]) == [
+        f"/static/app.js?{v('1 edited')}",
+        f"/static/app.js?x=1&y=2&{v('1 edited')}",
+    ]
+    assert table.fresh_urls([str(tmp_path / "static" / "unseen.js")]) == []  # never served
     table.restarted()  # the new app may serve other files there
-    assert await table.version_page(page, b"/") == page
-    assert await table.version_page(b"<p>no assets</p>", b"/") == b"<p>no assets</p>"
+    assert table.fresh_urls([str(tmp_path / "static" / "app.js")]) == []
+    assert (await table.version_page(page, b"/")).body == page
+    assert (await table.version_page(b"<p>no assets</p>", b"/")).body == b"<p>no assets</p>"

@@ -281,6 +281,8 @@ def test_a_js_edit_reload_runs_the_new_code_and_revalidates_the_rest(
         assert network.status["/static/app.js"] == 200
         new_version = hashlib.sha256(b"window.appVersion = 2;\n").hexdigest()
         assert network.urls["/static/app.js"].endswith(f"?__pyair={new_version}")
+        # fetched by the old page on pyair's event: the reloaded page found it in the cache
+        assert "/static/app.js" in network.cached, (network.status, network.cached)
         kept = [p for p in unchanged if network.status.get(p) == 304 or p in network.cached]
         assert len(kept) == 20, (network.status, network.cached)
         # modules keep their URLs (a second URL would be a second instance): pyair's 304s

@@ -8,7 +8,9 @@
     tracking = await asset.track(200, headers)       # None: relay the response untouched
     status, headers, body = await tracking.finish(body)
     page = await assets.version_page(page, target)   # <script src>, <link href>, <img src>
+    page.body, page.preload                          # the page; Link: rel=preload values
     assets.changed(paths); assets.versions(paths)    # the engine's events; the CSS refresh
+    assets.fresh_urls(paths)                         # what a tab fetches before it reloads
 
 An app's own caching (``max-age=3600`` on its JS) would let a reload run yesterday's script
 against today's page. Through the proxy, a response whose bytes are a project file (decoded when
@@ -23,8 +25,12 @@ pyair's to give:
   ``<img src>`` of a page that gets the live-reload script carries its file's current version,
   so a reload after one file changed fetches that file (a new URL) and takes every other one
   from the cache without a request, and the page and its assets always come from the same
-  version. ES modules are left as they are (a second URL would be a second module instance);
-  their imports, CSS ``url()``s and ``fetch``es revalidate: 304s.
+  version. The page's response also names the files whose version changed since a page last
+  named them in a ``Link: <url>; rel=preload`` header: the browser fetches them as soon as
+  the headers arrive instead of once its parser reaches them (a changed script at the top of
+  the page held the cached ones behind it). ES modules are left as they are (a second URL
+  would be a second module instance); their imports, CSS ``url()``s and ``fetch``es
+  revalidate: 304s.
 
 How a URL finds its file: the files named like its last segment are the candidates, most
 trailing path segments in common first, and the one whose content hash equals the body's is it.
@@ -80,6 +86,7 @@ __all__ = [
     "AssetRequest",
     "AssetTable",
     "Tracking",
+    "VersionedPage",
     "entity_tags",
     "no_store",
     "split_version",
@@ -92,6 +99,8 @@ NO_CACHE = b"no-cache"
 HASH_INLINE = 256 * 1024  # a bigger body is hashed in a worker thread, off the event loop
 WALK_INTERVAL_S = 5.0  # at most one walk of the project this often (a miss asks for one)
 MAX_PAGE_ASSETS = 500  # URLs versioned per page; the rest revalidate
+MAX_PRELOADS = 16  # changed files named in one page's Link header
+MAX_NAMED = 10_000  # URLs whose last named version is kept (then the record starts over)
 
 FRESHNESS = frozenset({b"cache-control", b"expires", b"pragma", b"age"})
 VALIDATORS = frozenset({b"etag", b"last-modified"})
@@ -101,6 +110,8 @@ _ENTITY_TAG = re.compile(rb'(?:W/)?"[^"]*"|\*')
 _ELEMENT = re.compile(rb"<(script|link|img)(\s[^>]*)>", re.IGNORECASE)
 _ATTRIBUTE = re.compile(rb"""([^\s=/>"']+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s"'>]+))?""")
 _URL_ATTRIBUTE = {b"script": b"src", b"link": b"href", b"img": b"src"}
+# what a preload of the element's URL is "as" (a mismatch would fetch it twice)
+_PRELOAD_AS = {b"script": "script", b"stylesheet": "style", b"img": "image"}
 _VERSIONED_RELS = frozenset({b"stylesheet", b"icon", b"preload", b"apple-touch-icon"})
 _CLASSIC_SCRIPT = frozenset({b"", b"text/javascript", b"application/javascript"})
 _SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*:")
@@ -229,6 +240,7 @@ class AssetTable:
         self.entries: dict[str, Entry] = {}  # the URL as the app gets it → what it serves
         self.routes: dict[str, str] = {}  # the URL → the file it served, whatever its version
         self.answered = 0  # 304s given without asking the app
+        self.named: dict[str, str] = {}  # the URL → the version a page named last
         self._walk_due = True
         self._wake: anyio.Event | None = None
         self._indexed: anyio.Event | None = None  # set once the first walk is done
@@ -288,6 +300,24 @@ class AssetTable:
         self.routes.clear()
         self.ask_for_walk()
 
+    def fresh_urls(self, paths: Iterable[str]) -> list[str]:
+        """The URLs, version included, under which pages will name the changed ``paths``: the
+        URLs the app served them at. A tab fetches these before it reloads, so the reloaded
+        page finds the new files in the browser's cache instead of fetching each one once the
+        parser reaches it (and the cached files behind it wait)."""
+        wanted = set(paths)
+        urls = []
+        for key, file in self.routes.items():
+            if file not in wanted:
+                continue
+            sig = signature(file)
+            known = self.digests.now(file) if sig is not None and sig[2] <= HASH_INLINE else None
+            if known is not None:
+                urls.append(f"{key}{'&' if '?' in key else '?'}{VERSION_PARAM}={known[1]}")
+            if len(urls) >= MAX_PRELOADS:
+                break
+        return urls
+
     def versions(self, paths: Iterable[str]) -> dict[str, str]:
         """The version of each file (the hash its ETag carries), for the CSS refresh."""
         found = {}
@@ -302,33 +332,55 @@ class AssetTable:
     def request(self, method: bytes, target: bytes, headers: Headers) -> AssetRequest:
         return AssetRequest(self, method, target, headers)
 
-    async def version_page(self, page: bytes, target: bytes) -> bytes:
-        """``page`` with the version of each project file it loads in that file's URL."""
+    async def version_page(self, page: bytes, target: bytes) -> VersionedPage:
+        """``page`` with the version of each project file it loads in that file's URL, and
+        the preloads of those whose version changed since a page named them."""
         await self.indexed()
         base = split_version(target.decode("latin-1"))[0].split("?", 1)[0]
-        found: list[tuple[int, bytes, str]] = []  # where a URL ends, as written, as requested
+        found: list[_Found] = []
         for element in _ELEMENT.finditer(page):
             where = _versionable(element)
             if where is not None:
-                start, end = where
+                start, end, preload_as = where
                 value = page[start:end]
                 key = _page_url(base, value)
                 if key is not None:
-                    found.append((end, value, key))
+                    found.append(_Found(end, value, key, preload_as))
             if len(found) >= MAX_PAGE_ASSETS:
                 break
         versions: dict[str, str | None] = {}
-        for *_, key in found:
-            if key not in versions:
-                versions[key] = await self._version_of(key)
-        out, last = [], 0
-        for end, value, key in found:
-            version = versions[key]
-            if version is not None:
-                joiner = b"&amp;" if b"?" in value else b"?"
-                out += [page[last:end], joiner, f"{VERSION_PARAM}={version}".encode()]
-                last = end
-        return b"".join(out) + page[last:] if out else page
+        for asset in found:
+            if asset.key not in versions:
+                versions[asset.key] = await self._version_of(asset.key)
+        previous = {key: self.named.get(key) for key in versions}
+        out: list[bytes] = []
+        preload: list[bytes] = []
+        preloaded: set[str] = set()
+        last = 0
+        if len(self.named) > MAX_NAMED:
+            self.named.clear()
+        for asset in found:
+            version = versions[asset.key]
+            if version is None:
+                continue
+            joiner = b"&amp;" if b"?" in asset.value else b"?"
+            param = f"{VERSION_PARAM}={version}"
+            out += [page[last : asset.end], joiner, param.encode()]
+            last = asset.end
+            before = previous.get(asset.key)
+            self.named[asset.key] = version
+            if (
+                asset.preload_as
+                and before not in (None, version)
+                and asset.key not in preloaded
+                and len(preload) < MAX_PRELOADS
+            ):
+                preloaded.add(asset.key)
+                url = html.unescape(asset.value.decode("ascii")).strip()
+                url += ("&" if "?" in url else "?") + param
+                preload.append(f"<{url}>; rel=preload; as={asset.preload_as}".encode())
+        body = b"".join(out) + page[last:] if out else page
+        return VersionedPage(body, preload)
 
     async def _version_of(self, key: str) -> str | None:
         """The current version of the file ``key`` served, if this app served it already.
@@ -356,8 +408,24 @@ class AssetTable:
         self.routes.pop(key, None)
 
 
-def _versionable(element: re.Match[bytes]) -> tuple[int, int] | None:
-    """Where the URL of a ``<script>``, ``<link>`` or ``<img>`` worth versioning sits."""
+@dataclass(frozen=True)
+class VersionedPage:
+    body: bytes
+    preload: list[bytes]  # values of a Link header: the files whose version changed
+
+
+@dataclass(frozen=True)
+class _Found:
+    end: int  # where the URL ends in the page
+    value: bytes  # the URL as written
+    key: str  # the URL as requested
+    preload_as: str | None  # what a preload of it is (None: not preloaded)
+
+
+def _versionable(element: re.Match[bytes]) -> tuple[int, int, str | None] | None:
+    """Where the URL of a ``<script>``, ``<link>`` or ``<img>`` worth versioning sits, and
+    what a preload of it would be "as" (None for one a preload could not stand in for: a
+    cross-origin or integrity-checked fetch, an icon)."""
     name = element.group(1).lower()
     attributes = {}
     for attribute in _ATTRIBUTE.finditer(element.group(2)):
@@ -372,13 +440,16 @@ def _versionable(element: re.Match[bytes]) -> tuple[int, int] | None:
 
     if name == b"script" and value(b"type") not in _CLASSIC_SCRIPT:
         return None  # a module: another URL would be another instance of it
-    if name == b"link" and not (set(value(b"rel").split()) & _VERSIONED_RELS):
+    rels = set(value(b"rel").split())
+    if name == b"link" and not (rels & _VERSIONED_RELS):
         return None
     start, end = element.start(2) + wanted.start(2), element.start(2) + wanted.end(2)
     raw = wanted.group(2)
     if raw[:1] in (b'"', b"'"):
         start, end = start + 1, end - 1
-    return start, end
+    kind = b"stylesheet" if name == b"link" and b"stylesheet" in rels else name
+    plain = b"crossorigin" not in attributes and b"integrity" not in attributes
+    return start, end, _PRELOAD_AS.get(kind) if plain else None
 
 
 def _page_url(base: str, value: bytes) -> str | None:

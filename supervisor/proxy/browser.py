@@ -537,11 +537,13 @@ class BrowserConnection:
         if plain is None or not is_page(list(request.headers), plain):
             out = headers
         else:
-            plain = await self.proxy.assets.version_page(plain, request.target)  # asset versions
-            body = inject_script(plain, self.proxy.script.tag(served, request.method))
+            page = await self.proxy.assets.version_page(plain, request.target)  # asset versions
+            body = inject_script(page.body, self.proxy.script.tag(served, request.method))
             dropped = {b"content-length", b"content-encoding", b"etag", b"last-modified"}
             out = no_store([(k, v) for k, v in headers if k.lower() not in dropped])
             out.append((b"content-length", str(len(body)).encode()))
+            if page.preload:  # the changed files: fetched while the page is still parsed
+                out.append((b"link", b", ".join(page.preload)))
         head = h11.Response(status_code=response.status_code, headers=out, reason=response.reason)
         content = [h11.Data(data=body)] if body else []
         await self._send(head, *content, h11.EndOfMessage())

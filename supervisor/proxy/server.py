@@ -168,8 +168,8 @@ class Proxy:
                 self.hub.broadcast(
                     sse("css", css_refresh(self._css, event.paths, self.config.root, versions))
                 )
-            else:
-                self.hub.broadcast(sse("reload", {}))
+            else:  # the tabs fetch the changed files first: the reload then finds them cached
+                self.hub.broadcast(sse("reload", {"fetch": self.assets.fresh_urls(event.paths)}))
         elif isinstance(event, Stopping):
             self.pool.stopping()
             self.hub.close_all()  # the tabs reconnect to the next pyair and reload once

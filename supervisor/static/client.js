@@ -61,6 +61,27 @@
     if (hello.css !== page.css) refreshCss([], hello.css);
   }
 
+  // An asset changed: fetch its new version (the URL the reloaded page will name) into the
+  // browser's cache first, for at most FETCH_FIRST_MS, so the reload does not wait for it.
+  const FETCH_FIRST_MS = 200;
+  function fetchThenReload(urls) {
+    if (!urls.length || !window.fetch) return location.reload();
+    let reloaded = false;
+    const reload = () => {
+      if (!reloaded) {
+        reloaded = true;
+        location.reload();
+      }
+    };
+    setTimeout(reload, FETCH_FIRST_MS);
+    const fetched = urls.map((url) =>
+      fetch(url, { credentials: "include" })
+        .then((r) => r.arrayBuffer())
+        .catch(() => null),
+    );
+    Promise.all(fetched).then(reload);
+  }
+
   function connect() {
     const source = new EventSource("/__pyair/events");
     state.source = source;
@@ -71,7 +92,7 @@
     });
     on("update", (d) => update(d.rev));
     on("css", (d) => refreshCss(d.paths, d.rev, d.texts || {}, d.versions || {}));
-    on("reload", () => location.reload());
+    on("reload", (d) => fetchThenReload(d.fetch || []));
     on("error", showError);
     on("clear", hideError);
     source.onerror = () => {
