@@ -111,10 +111,10 @@ def _install(probes: Probes) -> Callable[[], None]:
         return result
 
     @functools.wraps(original_stop)
-    async def stop_app(self: engine.Engine, *, reason: str) -> None:
+    async def stop_app(self: engine.Engine, *args: Any, **kwargs: Any) -> None:
         start = time.perf_counter()
         had_app = self.app is not None
-        await original_stop(self, reason=reason)
+        await original_stop(self, *args, **kwargs)  # a hand-off returns once it stopped accepting
         if had_app:
             probes.stops.append((start, time.perf_counter()))
 
