@@ -313,7 +313,7 @@ class AssetTable:
             sig = signature(file)
             known = self.digests.now(file) if sig is not None and sig[2] <= HASH_INLINE else None
             if known is not None:
-                urls.append(f"{key}{'&' if '?' in key else '?'}{VERSION_PARAM}={known[1]}")
+                urls.append(_with_version(key, known[1]))
             if len(urls) >= MAX_PRELOADS:
                 break
         return urls
@@ -363,9 +363,8 @@ class AssetTable:
             version = versions[asset.key]
             if version is None:
                 continue
-            joiner = b"&amp;" if b"?" in asset.value else b"?"
-            param = f"{VERSION_PARAM}={version}"
-            out += [page[last : asset.end], joiner, param.encode()]
+            joiner = b"&amp;" if b"?" in asset.value else b"?"  # the page's own escaping
+            out += [page[last : asset.end], joiner, f"{VERSION_PARAM}={version}".encode()]
             last = asset.end
             before = previous.get(asset.key)
             self.named[asset.key] = version
@@ -376,8 +375,7 @@ class AssetTable:
                 and len(preload) < MAX_PRELOADS
             ):
                 preloaded.add(asset.key)
-                url = html.unescape(asset.value.decode("ascii")).strip()
-                url += ("&" if "?" in url else "?") + param
+                url = _with_version(html.unescape(asset.value.decode("ascii")).strip(), version)
                 preload.append(f"<{url}>; rel=preload; as={asset.preload_as}".encode())
         body = b"".join(out) + page[last:] if out else page
         return VersionedPage(body, preload)
@@ -406,6 +404,11 @@ class AssetTable:
         """``key`` served no one file as it is on disk."""
         self.entries.pop(key, None)
         self.routes.pop(key, None)
+
+
+def _with_version(url: str, version: str) -> str:
+    """``url`` (a plain one, not HTML-escaped) naming ``version``."""
+    return f"{url}{'&' if '?' in url else '?'}{VERSION_PARAM}={version}"
 
 
 @dataclass(frozen=True)
